@@ -1,0 +1,73 @@
+"""The application factory: assembly only. Every route lives in its domain's routes.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypedDict
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from embeddings import Embedder
+from supportswarm import ops
+from supportswarm.accounts import routes as account_routes
+from supportswarm.accounts.sessions import AuthMiddleware, SessionSigner
+from supportswarm.errors import SwarmError
+from supportswarm.forum import routes as forum_routes
+from supportswarm.httpkit import handle_http_error, handle_swarm_error, handle_unexpected
+from supportswarm.jobs import JobFunction, JobQueue
+from supportswarm.realtime.broker import Broker
+from supportswarm.resources import Resources, open_resources, resolve_secret_key
+from supportswarm.settings import Settings
+from supportswarm.templating import WEB_DIR
+
+
+class State(TypedDict):
+    resources: Resources
+    broker: Broker
+    jobs: JobQueue
+    embedder: Embedder
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    job_functions: Mapping[str, JobFunction] | None = None,
+    embedder: Embedder | None = None,
+) -> Starlette:
+    settings = settings or Settings.from_env()
+    signer = SessionSigner(resolve_secret_key(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        async with open_resources(settings, job_functions=job_functions, embedder=embedder) as res:
+            app.state.resources = res
+            yield State(resources=res, broker=res.broker, jobs=res.jobs, embedder=res.embedder)
+
+    routes: list[Any] = [
+        *ops.routes,
+        *account_routes.routes,
+        *forum_routes.routes,
+        Mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static"),
+    ]
+    app = Starlette(
+        debug=settings.debug,
+        routes=routes,
+        middleware=[
+            Middleware(ops.SecurityHeadersMiddleware),
+            Middleware(AuthMiddleware, signer=signer, allowed_origins=settings.allowed_origins),
+        ],
+        exception_handlers={
+            SwarmError: handle_swarm_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.signer = signer
+    return app

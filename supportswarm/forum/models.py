@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class QuestionStatus(StrEnum):
+    OPEN = "open"
+    SWARMING = "swarming"
+    RESOLVED = "resolved"
+    DUPLICATE = "duplicate"
+
+
+class Tag(Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=32, unique=True)
+
+    class Meta:
+        table = "tags"
+
+
+class Question(Model):
+    """The `embedding` and `search` columns exist in SQL only: matching reads and writes them directly."""
+
+    id = fields.IntField(primary_key=True)
+    external_id = fields.CharField(max_length=128, null=True, unique=True)
+    author = fields.ForeignKeyField("models.User", related_name="questions", null=True)
+    title = fields.CharField(max_length=200)
+    body = fields.TextField()
+    status = fields.CharEnumField(QuestionStatus, max_length=16, default=QuestionStatus.OPEN)
+    accepted_answer = fields.ForeignKeyField("models.Answer", related_name=False, null=True)
+    duplicate_of = fields.ForeignKeyField("models.Question", related_name="duplicates", null=True)
+    score = fields.IntField(default=0)
+    answer_count = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    last_activity_at = fields.DatetimeField()
+    embedding_model = fields.CharField(max_length=100, null=True)
+    tags: fields.ManyToManyRelation[Tag] = fields.ManyToManyField(
+        "models.Tag", through="question_tags", forward_key="tag_id", backward_key="question_id", related_name="questions"
+    )
+
+    class Meta:
+        table = "questions"
+
+
+class Answer(Model):
+    id = fields.IntField(primary_key=True)
+    question = fields.ForeignKeyField("models.Question", related_name="answers")
+    author = fields.ForeignKeyField("models.User", related_name="answers", null=True)
+    body = fields.TextField()
+    score = fields.IntField(default=0)
+    is_accepted = fields.BooleanField(default=False)
+    is_wiki = fields.BooleanField(default=False)
+    from_swarm = fields.ForeignKeyField("models.Swarm", related_name=False, null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "answers"
+
+
+class Comment(Model):
+    id = fields.IntField(primary_key=True)
+    question = fields.ForeignKeyField("models.Question", related_name="comments", null=True)
+    answer = fields.ForeignKeyField("models.Answer", related_name="comments", null=True)
+    author = fields.ForeignKeyField("models.User", related_name="comments", null=True)
+    body = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "comments"
+
+
+class Vote(Model):
+    id = fields.IntField(primary_key=True)
+    user = fields.ForeignKeyField("models.User", related_name="votes")
+    question = fields.ForeignKeyField("models.Question", related_name="votes", null=True)
+    answer = fields.ForeignKeyField("models.Answer", related_name="votes", null=True)
+    value = fields.SmallIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "votes"
+
+
+class Revision(Model):
+    id = fields.IntField(primary_key=True)
+    question = fields.ForeignKeyField("models.Question", related_name="revisions", null=True)
+    answer = fields.ForeignKeyField("models.Answer", related_name="revisions", null=True)
+    editor = fields.ForeignKeyField("models.User", related_name="revisions", null=True)
+    number = fields.IntField()
+    title = fields.CharField(max_length=200, null=True)
+    body = fields.TextField()
+    tags = fields.TextField(default="")
+    comment = fields.CharField(max_length=300, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "revisions"

@@ -1,0 +1,123 @@
+"""One async context manager that opens everything a process needs: web, worker, CLI and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tortoise.context import TortoiseContext
+
+from embeddings import Embedder, load_embedder
+from supportswarm.db import ConnectionParams, EmbeddedPostgres, ensure_database, migrate, parse_database_url
+from supportswarm.db import tortoise_config
+from supportswarm.errors import ConfigurationError
+from supportswarm.jobs import ArqJobQueue, InProcessJobQueue, JobFunction, JobQueue
+from supportswarm.realtime.broker import Broker
+from supportswarm.realtime.memory import MemoryBroker
+from supportswarm.realtime.redis import RedisBroker
+from supportswarm.settings import Settings
+
+
+class LazyEmbedder:
+    """Loads the model on first use, so commands that never embed never pay for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._model: Embedder | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Embedder:
+        with self._lock:
+            if self._model is None:
+                self._model = load_embedder(self._settings.model_path, threads=self._settings.embed_threads)
+        return self._model
+
+    @property
+    def name(self) -> str:
+        return self._load().name
+
+    @property
+    def dim(self) -> int:
+        return self._load().dim
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        return self._load().encode(texts, batch_size=batch_size)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: ConnectionParams
+    broker: Broker
+    jobs: JobQueue
+    embedder: Embedder
+    secret_key: str
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """SECRET_KEY, or on a single embedded node a random key kept in the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.embedded or settings.redis_url:
+        raise ConfigurationError("SECRET_KEY must be set when DATABASE_URL or REDIS_URL is set")
+    path = settings.data_dir / "secret_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def open_database(settings: Settings, *, run_migrations: bool) -> ConnectionParams:
+    if settings.database_url:
+        params = parse_database_url(settings.database_url)
+    else:
+        params = await asyncio.to_thread(EmbeddedPostgres(settings.data_dir).start)
+        await ensure_database(params)
+    if run_migrations:
+        await migrate(params)
+    return params
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings,
+    *,
+    job_functions: Mapping[str, JobFunction] | None = None,
+    embedder: Embedder | None = None,
+    run_migrations: bool = True,
+    pool_size: int = 10,
+) -> AsyncIterator[Resources]:
+    """Database (migrated), ORM, broker, job queue and embedder, closed in reverse order.
+
+    `job_functions` are the functions of `workers/`: without REDIS_URL they run in this process.
+    """
+    secret_key = resolve_secret_key(settings)
+    params = await open_database(settings, run_migrations=run_migrations)
+    async with TortoiseContext() as orm:
+        await orm.init(config=tortoise_config(params, pool_size=pool_size), _enable_global_fallback=True)
+        broker: Broker = RedisBroker.from_url(settings.redis_url) if settings.redis_url else MemoryBroker()
+        ctx: dict[str, Any] = {}
+        jobs = await _open_jobs(settings, job_functions or {}, ctx)
+        res = Resources(settings, params, broker, jobs, embedder or LazyEmbedder(settings), secret_key)
+        ctx["resources"] = res
+        try:
+            yield res
+        finally:
+            await jobs.close()
+            await broker.close()
+
+
+async def _open_jobs(settings: Settings, functions: Mapping[str, JobFunction], ctx: dict[str, Any]) -> JobQueue:
+    if settings.redis_url:
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        return ArqJobQueue(await create_pool(RedisSettings.from_dsn(settings.redis_url)))
+    return InProcessJobQueue(functions, ctx)

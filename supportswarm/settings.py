@@ -1,0 +1,125 @@
+"""Configuration, read once from the environment and passed explicitly everywhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "supportswarm"
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str | None = field(
+        default=None,
+        metadata=_help("DATABASE_URL: PostgreSQL with the `vector` extension. Unset: an embedded server in the data folder."),
+    )
+    redis_url: str | None = field(
+        default=None,
+        metadata=_help("REDIS_URL: Redis for pub/sub, presence, rate limits and arq jobs. Unset: all in-process."),
+    )
+    secret_key: str = field(
+        default="",
+        metadata=_help("SECRET_KEY: signs session cookies and CSRF tokens. Required with DATABASE_URL or REDIS_URL."),
+    )
+    data_dir: Path = field(
+        default_factory=_default_data_dir,
+        metadata=_help("SUPPORTSWARM_DATA_DIR: where the embedded database and the generated secret live."),
+    )
+    model_path: str | None = field(
+        default=None,
+        metadata=_help("SUPPORTSWARM_MODEL_PATH: a sentence-transformers model folder. Unset: the bundled all-MiniLM-L6-v2."),
+    )
+    embed_threads: int | None = field(
+        default=None,
+        metadata=_help("SUPPORTSWARM_EMBED_THREADS: torch threads for encoding. Unset: chosen from the free cores."),
+    )
+    answer_threshold: float | None = field(
+        default=None,
+        metadata=_help("SUPPORTSWARM_ANSWER_THRESHOLD: confidence above which an existing answer is offered. "
+                       "Unset: the value calibrated on BANKING77 (bench/README.md)."),
+    )
+    swarm_urgent_tags: tuple[str, ...] = field(
+        default=("urgent", "outage"),
+        metadata=_help("SUPPORTSWARM_SWARM_URGENT_TAGS: comma-separated tags that always open a swarm."),
+    )
+    expert_reputation: int = field(
+        default=200,
+        metadata=_help("SUPPORTSWARM_EXPERT_REPUTATION: reputation from which a customer may join any swarm."),
+    )
+    trusted_reputation: int = field(
+        default=100,
+        metadata=_help("SUPPORTSWARM_TRUSTED_REPUTATION: reputation from which a user may edit community-wiki answers."),
+    )
+    sla_minutes: int = field(
+        default=30,
+        metadata=_help("SUPPORTSWARM_SLA_MINUTES: an unanswered question older than this gets a swarm and invitations."),
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("SUPPORTSWARM_ALLOWED_ORIGINS: extra Origins allowed on websockets (comma-separated); "
+                       "the request's own host is always allowed."),
+    )
+    rate_limits: bool = field(
+        default=True,
+        metadata=_help("SUPPORTSWARM_RATE_LIMITS: set to 0 to disable request rate limits (load tests)."),
+    )
+    json_logs: bool = field(
+        default=False,
+        metadata=_help("SUPPORTSWARM_JSON_LOGS: set to 1 for one JSON object per log line."),
+    )
+    debug: bool = field(default=False, metadata=_help("SUPPORTSWARM_DEBUG: set to 1 for tracebacks in responses."))
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        for name, parse in _PARSERS.items():
+            raw = env.get(ENV_NAMES[name])
+            if raw is not None and raw != "":
+                kwargs[name] = parse(raw)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _words(raw: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in raw.split(",") if w.strip())
+
+
+_PARSERS = {
+    "database_url": str,
+    "redis_url": str,
+    "secret_key": str,
+    "data_dir": Path,
+    "model_path": str,
+    "embed_threads": int,
+    "answer_threshold": float,
+    "swarm_urgent_tags": _words,
+    "expert_reputation": int,
+    "trusted_reputation": int,
+    "sla_minutes": int,
+    "allowed_origins": _words,
+    "rate_limits": _flag,
+    "json_logs": _flag,
+    "debug": _flag,
+}
+
+ENV_NAMES = {
+    f.name: (f.metadata["help"].split(":", 1)[0]) for f in fields(Settings)
+}

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class SwarmStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Swarm(Model):
+    id = fields.IntField(primary_key=True)
+    question = fields.OneToOneField("models.Question", related_name="swarm")
+    status = fields.CharEnumField(SwarmStatus, max_length=16, default=SwarmStatus.OPEN)
+    reason = fields.CharField(max_length=32, default="manual")
+    opened_by = fields.ForeignKeyField("models.User", related_name=False, null=True)
+    opened_at = fields.DatetimeField(auto_now_add=True)
+    resolved_at = fields.DatetimeField(null=True)
+    last_seq = fields.IntField(default=0)
+    solution_answer = fields.ForeignKeyField("models.Answer", related_name=False, null=True)
+
+    class Meta:
+        table = "swarms"
+
+
+class SwarmMessage(Model):
+    id = fields.BigIntField(primary_key=True)
+    swarm = fields.ForeignKeyField("models.Swarm", related_name="messages")
+    seq = fields.IntField()
+    author = fields.ForeignKeyField("models.User", related_name=False, null=True)
+    body = fields.TextField()
+    client_msg_id = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "swarm_messages"
+
+
+class SwarmParticipant(Model):
+    id = fields.IntField(primary_key=True)
+    swarm = fields.ForeignKeyField("models.Swarm", related_name="participants")
+    user = fields.ForeignKeyField("models.User", related_name=False)
+    invited_at = fields.DatetimeField(null=True)
+    invite_score = fields.FloatField(null=True)
+    joined_at = fields.DatetimeField(null=True)
+    left_at = fields.DatetimeField(null=True)
+    messages = fields.IntField(default=0)
+
+    class Meta:
+        table = "swarm_participants"
