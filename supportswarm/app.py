@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
 
@@ -13,17 +13,23 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from embeddings import Embedder
-from supportswarm import ops
+from supportswarm import openapi, ops
 from supportswarm.accounts import routes as account_routes
 from supportswarm.accounts.sessions import AuthMiddleware, SessionSigner
 from supportswarm.errors import SwarmError
 from supportswarm.forum import routes as forum_routes
 from supportswarm.httpkit import handle_http_error, handle_swarm_error, handle_unexpected
-from supportswarm.jobs import JobFunction, JobQueue
+from supportswarm.jobs import JobFunction, JobQueue, PeriodicJob
+from supportswarm.matching import routes as matching_routes
+from supportswarm.metrics import routes as metrics_routes
+from supportswarm.ratelimit import RateLimitMiddleware
 from supportswarm.realtime.broker import Broker
+from supportswarm.realtime.hub import Hub
 from supportswarm.resources import Resources, open_resources, resolve_secret_key
 from supportswarm.settings import Settings
+from supportswarm.swarm import routes as swarm_routes
 from supportswarm.templating import WEB_DIR
+from supportswarm.webhooks import routes as webhook_routes
 
 
 class State(TypedDict):
@@ -31,6 +37,7 @@ class State(TypedDict):
     broker: Broker
     jobs: JobQueue
     embedder: Embedder
+    hub: Hub
 
 
 def create_app(
@@ -38,28 +45,44 @@ def create_app(
     *,
     job_functions: Mapping[str, JobFunction] | None = None,
     embedder: Embedder | None = None,
+    periodic_jobs: Sequence[PeriodicJob] = (),
 ) -> Starlette:
     settings = settings or Settings.from_env()
     signer = SessionSigner(resolve_secret_key(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_resources(settings, job_functions=job_functions, embedder=embedder) as res:
+        async with open_resources(
+            settings, job_functions=job_functions, embedder=embedder, periodic_jobs=periodic_jobs
+        ) as res:
             app.state.resources = res
-            yield State(resources=res, broker=res.broker, jobs=res.jobs, embedder=res.embedder)
+            hub = Hub()
+            app.state.hub = hub  # ops.GracefulServer tells room members to reconnect before uvicorn's shutdown
+            try:
+                yield State(resources=res, broker=res.broker, jobs=res.jobs, embedder=res.embedder, hub=hub)
+            finally:
+                await hub.shutdown()  # every socket gets `reconnect` + 4001 and resumes on another replica
 
     routes: list[Any] = [
         *ops.routes,
+        *openapi.routes,
         *account_routes.routes,
         *forum_routes.routes,
+        *matching_routes.routes,
+        *metrics_routes.routes,
+        *swarm_routes.routes,
+        *webhook_routes.routes,
         Mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static"),
     ]
     app = Starlette(
         debug=settings.debug,
         routes=routes,
         middleware=[
+            Middleware(ops.MetricsMiddleware),
             Middleware(ops.SecurityHeadersMiddleware),
+            Middleware(ops.UnavailableMiddleware),
             Middleware(AuthMiddleware, signer=signer, allowed_origins=settings.allowed_origins),
+            Middleware(RateLimitMiddleware),  # inside AuthMiddleware: limits are per user when logged in
         ],
         exception_handlers={
             SwarmError: handle_swarm_error,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from supportswarm.errors import ConfigurationError, SwarmError
+from supportswarm.ops import configure_logging
 from supportswarm.resources import Resources, open_resources
 from supportswarm.settings import Settings
 
@@ -33,16 +34,16 @@ async def _run_with_resources(settings: Settings, command: Command, args: argpar
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from supportswarm.app import create_app
+    from supportswarm.ops import run_server
 
     if args.demo:
         asyncio.run(_run_with_resources(settings, _seed_demo, args))
-    app = create_app(settings, job_functions=_job_functions())
-    print(f"SupportSwarm on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ws="websockets", proxy_headers=True,
-                ws_per_message_deflate=False)
+    from workers.registry import PERIODIC_JOBS
+
+    app = create_app(settings, job_functions=_job_functions(), periodic_jobs=PERIODIC_JOBS)
+    logging.getLogger("supportswarm").info("SupportSwarm on http://%s:%s", args.host, args.port)  # JSON logs too
+    run_server(app, host=args.host, port=args.port, settings=settings)
     return 0
 
 
@@ -75,6 +76,42 @@ async def _seed_demo(res: Resources, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _export(res: Resources, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from supportswarm.export import export_forum
+    from supportswarm.importer import ProgressBar
+
+    bar = ProgressBar(f"export {Path(args.file).name}")
+    counts = await export_forum(res.db, Path(args.file), progress=bar)
+    bar.close()
+    print(f"exported to {args.file}: " + ", ".join(f"{n} {kind}s" for kind, n in counts.items()))
+    return 0
+
+
+async def _import(res: Resources, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from supportswarm.export import command_restore, is_export_file
+    from supportswarm.importer import command_import
+    from supportswarm.stackexchange import command_import_dump
+
+    path = Path(args.file)
+    # By file: a Stack Exchange dump (Posts.xml), a SupportSwarm export (its header line), else JSON Lines.
+    if path.suffix.lower() == ".xml":
+        return await command_import_dump(res, path, site=args.site, batch_size=args.batch_size,
+                                         wait=not args.no_wait)
+    if is_export_file(path):
+        return await command_restore(res, path, wait=not args.no_wait)
+    return await command_import(res, path, batch_size=args.batch_size, wait=not args.no_wait)
+
+
+async def _reindex(res: Resources, args: argparse.Namespace) -> int:
+    from supportswarm.importer import command_reindex
+
+    return await command_reindex(res, everything=not args.stale, wait=not args.no_wait)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportswarm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true", help="seed demo content first (once)")
-    sub.add_parser("worker", help="run an arq worker (needs REDIS_URL)")
+    worker = sub.add_parser("worker", help="run an arq worker (needs REDIS_URL)")
+    worker.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
     sub.add_parser("migrate", help="apply pending database migrations")
     create = sub.add_parser("createuser", help="create a user with a role")
     create.add_argument("username")
@@ -93,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("username")
     token.add_argument("--name", default="cli")
     sub.add_parser("demo", help="seed realistic demo content")
+    imp = sub.add_parser("import", help="import questions with batched embedding: JSON Lines (DESIGN.md), "
+                         "a Stack Exchange Posts.xml, or a SupportSwarm export")
+    imp.add_argument("file")
+    imp.add_argument("--batch-size", type=int, default=256, help="questions per transaction and encode batch")
+    imp.add_argument("--no-wait", action="store_true", help="with REDIS_URL: do not wait for the workers to embed")
+    imp.add_argument("--site", help="Stack Exchange dumps: the site in external ids (default: the dump's folder)")
+    reindex = sub.add_parser("reindex", help="re-embed every question with the current model")
+    reindex.add_argument("--stale", action="store_true", help="only those without a vector of the current model")
+    reindex.add_argument("--no-wait", action="store_true", help="with REDIS_URL: do not wait for the workers")
+    export = sub.add_parser("export", help="write the whole forum as JSON Lines (FILE.gz: compressed)")
+    export.add_argument("file")
     return parser
 
 
@@ -101,6 +150,9 @@ RESOURCE_COMMANDS: dict[str, Command] = {
     "createuser": _createuser,
     "token": _token,
     "demo": _seed_demo,
+    "import": _import,
+    "reindex": _reindex,
+    "export": _export,
 }
 
 
@@ -108,15 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    configure_logging(settings)
     try:
         if args.command == "serve":
             return cmd_serve(settings, args)
         if args.command == "worker":
             from workers.settings import run_worker
 
-            return run_worker(settings)
+            return run_worker(settings, metrics_port=args.metrics_port)
         return asyncio.run(_run_with_resources(settings, RESOURCE_COMMANDS[args.command], args))
     except (SwarmError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ MODEL_MODULES = [
     "supportswarm.matching.models",
     "supportswarm.swarm.models",
     "supportswarm.metrics.models",
+    "supportswarm.webhooks.models",
 ]
 
 EMBEDDED_DATABASE = "supportswarm"

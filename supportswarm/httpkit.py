@@ -52,9 +52,32 @@ async def json_body(request: Request, *, limit: int = MAX_BODY) -> dict[str, Any
         raise InvalidInput("request body must be UTF-8") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InvalidInput("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
+    for name, value in data.items():
+        _check_storable(value, str(name))
     return data
+
+
+def _check_storable(value: Any, field: str) -> None:
+    """JSON can carry NUL and lone surrogates ("\\u0000", "\\ud800"); PostgreSQL text cannot store them.
+    A 400 naming the field here, instead of a 500 from the database wherever the text ends up."""
+    pending = [value]
+    while pending:  # iterative: nesting depth is the client's choice
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{field} must not contain NUL characters", field=field)
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput(f"{field} is not valid Unicode text", field=field) from None
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
 
 
 async def form_data(request: Request, *, limit: int = MAX_BODY) -> dict[str, str]:
@@ -67,6 +90,8 @@ async def form_data(request: Request, *, limit: int = MAX_BODY) -> dict[str, str
     except UnicodeDecodeError:
         raise InvalidInput("form must be UTF-8") from None
     data = dict(pairs)
+    for name, value in data.items():
+        _check_storable(value, name)  # "%00" decodes to NUL
     if request.state.csrf_pending:
         session = request.state.session
         token = data.get("csrf_token", "")

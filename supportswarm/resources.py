@@ -14,10 +14,17 @@ import numpy as np
 from tortoise.context import TortoiseContext
 
 from embeddings import Embedder, load_embedder
-from supportswarm.db import ConnectionParams, EmbeddedPostgres, ensure_database, migrate, parse_database_url
-from supportswarm.db import tortoise_config
+from supportswarm import telemetry
+from supportswarm.db import (
+    ConnectionParams,
+    EmbeddedPostgres,
+    ensure_database,
+    migrate,
+    parse_database_url,
+    tortoise_config,
+)
 from supportswarm.errors import ConfigurationError
-from supportswarm.jobs import ArqJobQueue, InProcessJobQueue, JobFunction, JobQueue
+from supportswarm.jobs import ArqJobQueue, InProcessJobQueue, JobFunction, JobQueue, PeriodicJob
 from supportswarm.realtime.broker import Broker
 from supportswarm.realtime.memory import MemoryBroker
 from supportswarm.realtime.redis import RedisBroker
@@ -36,6 +43,7 @@ class LazyEmbedder:
         with self._lock:
             if self._model is None:
                 self._model = load_embedder(self._settings.model_path, threads=self._settings.embed_threads)
+                telemetry.EMBED_MODEL_LOADED.set(1)
         return self._model
 
     @property
@@ -47,7 +55,11 @@ class LazyEmbedder:
         return self._load().dim
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        return self._load().encode(texts, batch_size=batch_size)
+        model = self._load()
+        with telemetry.EMBED_SECONDS.time():
+            vectors = model.encode(texts, batch_size=batch_size)
+        telemetry.EMBEDDED_TEXTS.inc(len(texts))
+        return vectors
 
 
 @dataclass
@@ -93,18 +105,25 @@ async def open_resources(
     embedder: Embedder | None = None,
     run_migrations: bool = True,
     pool_size: int = 10,
+    periodic_jobs: Sequence[PeriodicJob] = (),
 ) -> AsyncIterator[Resources]:
     """Database (migrated), ORM, broker, job queue and embedder, closed in reverse order.
 
-    `job_functions` are the functions of `workers/`: without REDIS_URL they run in this process.
+    `job_functions` are the functions of `workers/`: without REDIS_URL they run in this process, and so
+    do `periodic_jobs` (only `serve` passes those; with REDIS_URL the arq worker's cron runs them).
     """
     secret_key = resolve_secret_key(settings)
     params = await open_database(settings, run_migrations=run_migrations)
     async with TortoiseContext() as orm:
         await orm.init(config=tortoise_config(params, pool_size=pool_size), _enable_global_fallback=True)
-        broker: Broker = RedisBroker.from_url(settings.redis_url) if settings.redis_url else MemoryBroker()
+        broker: Broker = (
+            RedisBroker.from_url(settings.redis_url, namespace=settings.redis_namespace)
+            if settings.redis_url else MemoryBroker()
+        )
         ctx: dict[str, Any] = {}
         jobs = await _open_jobs(settings, job_functions or {}, ctx)
+        if isinstance(jobs, InProcessJobQueue):
+            jobs.start_periodic(periodic_jobs)
         res = Resources(settings, params, broker, jobs, embedder or LazyEmbedder(settings), secret_key)
         ctx["resources"] = res
         try:

@@ -13,71 +13,118 @@ def _default_data_dir() -> Path:
     return Path(base) / "supportswarm"
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _env(name: str, text: str) -> dict[str, str]:
+    return {"env": name, "help": text}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     database_url: str | None = field(
         default=None,
-        metadata=_help("DATABASE_URL: PostgreSQL with the `vector` extension. Unset: an embedded server in the data folder."),
+        metadata=_env(
+            "DATABASE_URL",
+            "PostgreSQL with the `vector` extension. Unset: an embedded server in the data folder.",
+        ),
     )
     redis_url: str | None = field(
         default=None,
-        metadata=_help("REDIS_URL: Redis for pub/sub, presence, rate limits and arq jobs. Unset: all in-process."),
+        metadata=_env(
+            "REDIS_URL",
+            "Redis for pub/sub, presence, rate limits and arq jobs. Unset: all in-process.",
+        ),
+    )
+    redis_namespace: str = field(
+        default="supportswarm:",
+        metadata=_env(
+            "SUPPORTSWARM_REDIS_NAMESPACE",
+            "prefix of pub/sub channels and presence keys; deployments sharing one Redis need distinct ones.",
+        ),
     )
     secret_key: str = field(
         default="",
-        metadata=_help("SECRET_KEY: signs session cookies and CSRF tokens. Required with DATABASE_URL or REDIS_URL."),
+        metadata=_env(
+            "SECRET_KEY",
+            "signs session cookies and CSRF tokens. Required with DATABASE_URL or REDIS_URL.",
+        ),
     )
     data_dir: Path = field(
         default_factory=_default_data_dir,
-        metadata=_help("SUPPORTSWARM_DATA_DIR: where the embedded database and the generated secret live."),
+        metadata=_env(
+            "SUPPORTSWARM_DATA_DIR",
+            "where the embedded database and the generated secret live.",
+        ),
     )
     model_path: str | None = field(
         default=None,
-        metadata=_help("SUPPORTSWARM_MODEL_PATH: a sentence-transformers model folder. Unset: the bundled all-MiniLM-L6-v2."),
+        metadata=_env(
+            "SUPPORTSWARM_MODEL_PATH",
+            "a sentence-transformers model folder. Unset: the bundled all-MiniLM-L6-v2.",
+        ),
     )
     embed_threads: int | None = field(
         default=None,
-        metadata=_help("SUPPORTSWARM_EMBED_THREADS: torch threads for encoding. Unset: chosen from the free cores."),
+        metadata=_env(
+            "SUPPORTSWARM_EMBED_THREADS",
+            "torch threads for encoding. Unset: chosen from the free cores.",
+        ),
     )
     answer_threshold: float | None = field(
         default=None,
-        metadata=_help("SUPPORTSWARM_ANSWER_THRESHOLD: confidence above which an existing answer is offered. "
-                       "Unset: the value calibrated on BANKING77 (bench/README.md)."),
+        metadata=_env(
+            "SUPPORTSWARM_ANSWER_THRESHOLD",
+            "confidence above which an existing answer is offered. Unset: calibrated on BANKING77 (bench/README.md).",
+        ),
     )
     swarm_urgent_tags: tuple[str, ...] = field(
         default=("urgent", "outage"),
-        metadata=_help("SUPPORTSWARM_SWARM_URGENT_TAGS: comma-separated tags that always open a swarm."),
+        metadata=_env(
+            "SUPPORTSWARM_SWARM_URGENT_TAGS",
+            "comma-separated tags that always open a swarm.",
+        ),
     )
     expert_reputation: int = field(
         default=200,
-        metadata=_help("SUPPORTSWARM_EXPERT_REPUTATION: reputation from which a customer may join any swarm."),
+        metadata=_env(
+            "SUPPORTSWARM_EXPERT_REPUTATION",
+            "reputation from which a customer may join any swarm.",
+        ),
     )
     trusted_reputation: int = field(
         default=100,
-        metadata=_help("SUPPORTSWARM_TRUSTED_REPUTATION: reputation from which a user may edit community-wiki answers."),
+        metadata=_env(
+            "SUPPORTSWARM_TRUSTED_REPUTATION",
+            "reputation from which a user may edit community-wiki answers.",
+        ),
     )
     sla_minutes: int = field(
         default=30,
-        metadata=_help("SUPPORTSWARM_SLA_MINUTES: an unanswered question older than this gets a swarm and invitations."),
+        metadata=_env(
+            "SUPPORTSWARM_SLA_MINUTES",
+            "an unanswered question older than this gets a swarm and invitations.",
+        ),
     )
     allowed_origins: tuple[str, ...] = field(
         default=(),
-        metadata=_help("SUPPORTSWARM_ALLOWED_ORIGINS: extra Origins allowed on websockets (comma-separated); "
-                       "the request's own host is always allowed."),
+        metadata=_env(
+            "SUPPORTSWARM_ALLOWED_ORIGINS",
+            "extra Origins allowed on websockets (comma-separated); the request's own host is always allowed.",
+        ),
     )
     rate_limits: bool = field(
         default=True,
-        metadata=_help("SUPPORTSWARM_RATE_LIMITS: set to 0 to disable request rate limits (load tests)."),
+        metadata=_env(
+            "SUPPORTSWARM_RATE_LIMITS",
+            "set to 0 to disable request rate limits (load tests).",
+        ),
     )
     json_logs: bool = field(
         default=False,
-        metadata=_help("SUPPORTSWARM_JSON_LOGS: set to 1 for one JSON object per log line."),
+        metadata=_env(
+            "SUPPORTSWARM_JSON_LOGS",
+            "set to 1 for one JSON object per log line.",
+        ),
     )
-    debug: bool = field(default=False, metadata=_help("SUPPORTSWARM_DEBUG: set to 1 for tracebacks in responses."))
+    debug: bool = field(default=False, metadata=_env("SUPPORTSWARM_DEBUG", "set to 1 for tracebacks in responses."))
 
     @property
     def embedded(self) -> bool:
@@ -105,6 +152,7 @@ def _words(raw: str) -> tuple[str, ...]:
 _PARSERS = {
     "database_url": str,
     "redis_url": str,
+    "redis_namespace": str,
     "secret_key": str,
     "data_dir": Path,
     "model_path": str,
@@ -120,6 +168,4 @@ _PARSERS = {
     "debug": _flag,
 }
 
-ENV_NAMES = {
-    f.name: (f.metadata["help"].split(":", 1)[0]) for f in fields(Settings)
-}
+ENV_NAMES = {f.name: f.metadata["env"] for f in fields(Settings)}

@@ -90,7 +90,8 @@ async def app(settings: Settings, embedder: Embedder) -> AsyncIterator[LifespanM
 
 @pytest.fixture
 def resources(app: LifespanManager) -> Resources:
-    res: Resources = app.state["resources"]
+    # asgi-lifespan keeps the lifespan state (the app's State) in `_state`.
+    res: Resources = app._state["resources"]
     return res
 
 

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from supportswarm.jobs import JobFunction
+from supportswarm.jobs import JobFunction, JobName, PeriodicJob
+from workers import matching, metrics, swarm, webhooks
 
-JOB_FUNCTIONS: dict[str, JobFunction] = {}
+JOB_FUNCTIONS: dict[str, JobFunction] = {
+    **matching.FUNCTIONS,
+    **metrics.FUNCTIONS,
+    **swarm.FUNCTIONS,
+    **webhooks.FUNCTIONS,
+}
+
+# Run every `every_s` seconds: arq crons in the worker (workers/settings.py), a loop of `serve` without Redis.
+PERIODIC_JOBS: list[PeriodicJob] = [
+    *matching.PERIODIC,
+    PeriodicJob(JobName.SLA_WATCH, every_s=60),
+    *metrics.PERIODIC,
+    *webhooks.PERIODIC,
+]

@@ -45,12 +45,28 @@ def can_see_metrics(user: User | None) -> bool:
     return user is not None and user.role in METRICS_ROLES
 
 
+def can_open_incident(user: User | None) -> bool:
+    """Turning an emergent cluster into an incident swarm (or dismissing it): leads, admins and staff."""
+    return is_staff(user)
+
+
 def can_manage_users(user: User | None) -> bool:
+    return user is not None and user.role == Role.ADMIN
+
+
+def can_manage_webhooks(user: User | None) -> bool:
+    """Webhooks send forum events to any URL with a secret: an admin decision (issue 9)."""
     return user is not None and user.role == Role.ADMIN
 
 
 def can_join_swarm(user: User, asker_id: int | None, *, expert_reputation: int) -> bool:
     return user.id == asker_id or is_helper(user, expert_reputation=expert_reputation)
+
+
+def can_decide_suggestion(user: User, asker_id: int | None) -> bool:
+    """Only the customer who was offered an existing answer says whether it solved the problem:
+    the outcome is the deflection metric, so nobody may answer for them (issue 3)."""
+    return asker_id is not None and user.id == asker_id
 
 
 def ensure(allowed: bool, detail: str) -> None:

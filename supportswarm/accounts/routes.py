@@ -7,9 +7,10 @@ from starlette.routing import Route
 from supportswarm.accounts import services
 from supportswarm.accounts.models import User
 from supportswarm.accounts.sessions import SessionSigner
-from supportswarm.errors import SwarmError
+from supportswarm.errors import NotAuthenticated, SwarmError
 from supportswarm.forum.services import list_questions
 from supportswarm.httpkit import body_data, form_data, login_required, ok, render, user_of
+from supportswarm.ratelimit import login_attempt
 
 
 def _signer(request: Request) -> SessionSigner:
@@ -34,7 +35,8 @@ async def api_signup(request: Request) -> Response:
 
 async def api_login(request: Request) -> Response:
     data = await body_data(request)
-    user = await services.authenticate(data.get("username"), data.get("password"))
+    async with login_attempt(request, data.get("username")):
+        user = await services.authenticate(data.get("username"), data.get("password"))
     response = ok({"user": user.public(), "token": await services.create_token(user, name="login")})
     await _start_session(request, response, user)
     return response
@@ -59,8 +61,9 @@ async def login_page(request: Request) -> Response:
         return render(request, "accounts/login.html", {"next": request.query_params.get("next", "/")})
     data = await form_data(request)
     try:
-        user = await services.authenticate(data.get("username"), data.get("password"))
-    except SwarmError as exc:
+        async with login_attempt(request, data.get("username")):
+            user = await services.authenticate(data.get("username"), data.get("password"))
+    except NotAuthenticated as exc:  # a lockout (RateLimited) is answered 429 with Retry-After instead
         return render(request, "accounts/login.html", {"error": exc.detail, "form": data}, 400)
     response = RedirectResponse(_safe_next(data.get("next")), status_code=303)
     await _start_session(request, response, user)

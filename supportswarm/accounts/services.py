@@ -103,7 +103,8 @@ async def get_user(user_id: int) -> User | None:
 
 
 async def get_user_by_name(username: str) -> User:
-    user = await User.filter(username__iexact=username).first()
+    # Junk (a NUL, 300 characters) cannot name anyone: not found, without asking the database.
+    user = await User.filter(username__iexact=username).first() if USERNAME_RE.match(username) else None
     if user is None:
         raise NotFound(f"no user named {username!r}")
     return user

@@ -84,8 +84,10 @@ class AuthMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         user, session, method = await self._identify(headers)
         state.update(user=user, session=session, auth_method=method, csrf_pending=False)
-        if scope["type"] == "http" and method == "cookie" and scope["method"] not in SAFE_METHODS:
-            problem = self._csrf_problem(headers, session)
+        if scope["type"] == "http" and method != "bearer" and scope["method"] not in SAFE_METHODS:
+            # Without a session only the Origin is checked: a cross-site form must not log the visitor
+            # into someone else's account (login CSRF) or sign them up.
+            problem = self._csrf_problem(headers, session) if method == "cookie" else self._origin_problem(headers)
             if problem == "form":
                 state["csrf_pending"] = True
             elif problem:
@@ -109,10 +111,15 @@ class AuthMiddleware:
         user = await services.get_user(session.user_id)
         return (user, session, "cookie") if user else (None, None, None)
 
-    def _csrf_problem(self, headers: dict[str, str], session: Session | None) -> str:
+    def _origin_problem(self, headers: dict[str, str]) -> str:
         origin = headers.get("origin")
         if origin and not same_origin(origin, headers.get("host", ""), self.allowed_origins):
             return "cross-site request refused"
+        return ""
+
+    def _csrf_problem(self, headers: dict[str, str], session: Session | None) -> str:
+        if problem := self._origin_problem(headers):
+            return problem
         token = headers.get("x-csrf-token")
         if token is not None:
             ok = session is not None and secrets.compare_digest(token, session.csrf)

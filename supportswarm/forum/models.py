@@ -39,7 +39,8 @@ class Question(Model):
     last_activity_at = fields.DatetimeField()
     embedding_model = fields.CharField(max_length=100, null=True)
     tags: fields.ManyToManyRelation[Tag] = fields.ManyToManyField(
-        "models.Tag", through="question_tags", forward_key="tag_id", backward_key="question_id", related_name="questions"
+        "models.Tag", through="question_tags", forward_key="tag_id", backward_key="question_id",
+        related_name="questions",
     )
 
     class Meta:

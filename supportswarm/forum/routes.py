@@ -8,6 +8,8 @@ from supportswarm import validation
 from supportswarm.accounts import permissions
 from supportswarm.forum import services
 from supportswarm.httpkit import body_data, login_required, ok, path_id, render, user_of
+from supportswarm.matching import services as matching
+from supportswarm.swarm import services as swarm_services
 
 
 def _settings_reputation(request: Request) -> int:
@@ -157,18 +159,29 @@ async def question_page(request: Request) -> Response:
         "can_accept": user is not None and permissions.can_accept(user, asker.author_id),  # type: ignore[attr-defined]
         "can_edit": user is not None and permissions.can_edit(user, asker.author_id),  # type: ignore[attr-defined]
         "is_staff": permissions.is_staff(user),
+        "possible_duplicates": await matching.possible_duplicates(detail["id"], embedder=request.state.embedder)
+        if permissions.can_moderate(user) else [],
+        # The swarm box (issue 8): a link to the live room, or the button for those who may open one.
+        "swarm": await swarm_services.swarm_for_question(detail["id"]),
+        "can_swarm": user is not None and permissions.can_join_swarm(
+            user, asker.author_id, expert_reputation=request.app.state.settings.expert_reputation),  # type: ignore[attr-defined]
     })
 
 
 async def edit_question_page(request: Request) -> Response:
-    login_required(request)
+    user = login_required(request)
     question = await services.get_question(path_id(request))
+    permissions.ensure(permissions.can_edit(user, question.author_id),  # type: ignore[attr-defined]
+                       "only the author or staff can edit this question")
     return render(request, "forum/edit.html", {"question": question, "tags": " ".join(t.name for t in question.tags)})
 
 
 async def edit_answer_page(request: Request) -> Response:
-    login_required(request)
+    user = login_required(request)
     answer = await services.get_answer(path_id(request))
+    permissions.ensure(permissions.can_edit(user, answer.author_id, is_wiki=answer.is_wiki,  # type: ignore[attr-defined]
+                                            trusted_reputation=_settings_reputation(request)),
+                       "only the author, staff, or trusted users on a community-wiki answer can edit this answer")
     return render(request, "forum/edit.html", {"answer": answer})
 
 

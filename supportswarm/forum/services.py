@@ -17,6 +17,7 @@ from supportswarm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from supportswarm.forum.models import Answer, Comment, Question, QuestionStatus, Revision, Tag, Vote
 from supportswarm.jobs import JobName, JobQueue
 from supportswarm.metrics.events import EventKind, record_event
+from supportswarm.validation import TAG_RE
 
 TITLE_MAX = 200
 TITLE_MIN = 10
@@ -54,11 +55,15 @@ def check_body(body: object, *, field: str = "body", min_len: int = 0) -> str:
         raise InvalidInput(f"{field} must be a string", field=field)
     if "\x00" in body:
         raise InvalidInput(f"{field} must not contain NUL characters", field=field)
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): PostgreSQL cannot store it
+        raise InvalidInput(f"{field} is not valid Unicode text", field=field) from None
     if len(body.strip()) < min_len:
         raise InvalidInput(f"{field} must be at least {min_len} characters", field=field)
     if len(body) > BODY_MAX:
         raise InvalidInput(f"{field} must be at most {BODY_MAX} characters", field=field)
-    return body.strip()
+    return body  # kept as written: leading spaces are Markdown (an indented code block), not noise
 
 
 async def _set_tags(question: Question, names: list[str]) -> None:
@@ -316,6 +321,8 @@ async def list_questions(*, status: str | None = None, tag: str | None = None, p
                          author_id: int | None = None, per_page: int = PAGE_SIZE) -> tuple[list[Question], int]:
     if status and status not in FILTERS:
         raise InvalidInput(f"status must be one of {', '.join(FILTERS)}", field="status")
+    if tag and not TAG_RE.match(tag.lower()):  # no such tag can exist; checked here, not by the ORM (a 500)
+        raise InvalidInput("tag may use a-z, 0-9 and + # . - (at most 32 characters)", field="tag")
     query = Question.all()
     if status:
         query = query.filter(**FILTERS[status])

@@ -19,6 +19,7 @@ class Suggestion(Model):
     asker = fields.ForeignKeyField("models.User", related_name=False, null=True)
     draft_title = fields.CharField(max_length=200)
     draft_body = fields.TextField(default="")
+    draft_tags = fields.TextField(default="")  # space-separated, as in revisions
     suggested_question = fields.ForeignKeyField("models.Question", related_name=False)
     suggested_answer = fields.ForeignKeyField("models.Answer", related_name=False, null=True)
     score = fields.FloatField()

@@ -51,3 +51,26 @@ class SwarmParticipant(Model):
 
     class Meta:
         table = "swarm_participants"
+
+
+class SwarmLink(Model):
+    """A further question gathered into a swarm that belongs to another question (incident swarms)."""
+
+    question = fields.OneToOneField("models.Question", related_name="links_in_swarm", primary_key=True)
+    swarm = fields.ForeignKeyField("models.Swarm", related_name="links")
+    linked_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "swarm_links"
+
+
+class HelperExpertise(Model):
+    """What a helper is good at. The `embedding` column exists in SQL only: expertise.py reads and writes it."""
+
+    user = fields.OneToOneField("models.User", related_name=False, primary_key=True)
+    tags = fields.JSONField(default=dict)
+    evidence = fields.IntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "helper_expertise"

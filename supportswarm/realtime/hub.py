@@ -1,0 +1,207 @@
+"""Per-process websocket registry and send pump (STYLE.md C5.5).
+
+Every socket gets a bounded outgoing queue drained by its own writer task, so fan-out never waits on
+a client: `push` is synchronous and a socket whose queue overflows is closed with 4008 (it resumes
+from its `last_seq`). The writer also sends heartbeats (~30 s + jitter, Zulip) and ends a connection
+after a maximum lifetime with a `reconnect` frame and close 4001 (Polar), which resume makes lossless.
+`Hub.shutdown` does the same for every socket when the process stops.
+
+The hub knows sockets only through the small `Socket` protocol (Starlette's WebSocket fits), and no
+domain: what to send is decided by the endpoint that owns the connection. Web-only: workers publish
+through the broker and never touch sockets (STYLE.md C2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from supportswarm import telemetry
+from supportswarm.realtime.protocol import CloseCode, EventType
+
+log = logging.getLogger(__name__)
+
+
+class Socket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class ConnectionClosed(Exception):
+    """The connection ended (closed by the hub, the client or a failed send)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    queue_size: int = 256
+    """Frames waiting for one socket before it counts as a slow consumer (closed with 4008)."""
+    heartbeat_s: float = 30.0
+    """Idle seconds before a `heartbeat` frame; each connection adds up to `heartbeat_jitter_s`."""
+    heartbeat_jitter_s: float = 10.0
+    max_lifetime_s: float = 600.0
+    """After this (plus up to 10% jitter, so reconnects spread out) a connection gets `reconnect` + 4001."""
+    send_timeout_s: float = 10.0
+    """A single send that takes longer than this closes the socket as a slow consumer."""
+
+
+def dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+class Connection:
+    """One socket: a bounded queue of encoded frames and the writer task that drains it."""
+
+    def __init__(self, socket: Socket, *, config: HubConfig, key: str, clock: Callable[[], float]) -> None:
+        self.socket = socket
+        self.key = key
+        self.config = config
+        self._clock = clock
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=config.queue_size)
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._deadline = clock() + config.max_lifetime_s * (1 + 0.1 * random.random())
+        self._heartbeat = config.heartbeat_s + config.heartbeat_jitter_s * random.random()
+
+    def push(self, frame: dict[str, Any]) -> bool:
+        """Queue `frame` without waiting. On overflow the socket is closed with 4008 and False returned."""
+        if self.closed.is_set():
+            return False
+        try:
+            self._queue.put_nowait(dumps(frame))
+        except asyncio.QueueFull:
+            log.info("websocket %s fell behind; closing it (it resumes)", self.key)
+            self._close_soon(CloseCode.SLOW_CONSUMER, "too slow; reconnect and resume")
+            return False
+        return True
+
+    async def put(self, frame: dict[str, Any]) -> None:
+        """Queue `frame`, waiting for room: for a connection's own producer (e.g. a long backlog), which
+        should be paced by its client instead of overflowing. Raises ConnectionClosed once closed."""
+        if self.closed.is_set():
+            raise ConnectionClosed(self.key)
+        put = asyncio.ensure_future(self._queue.put(dumps(frame)))
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait([put, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not put.done():
+                put.cancel()
+        if not put.done() or put.cancelled():
+            raise ConnectionClosed(self.key)
+
+    async def close(self, code: int, reason: str = "", *, final: dict[str, Any] | None = None) -> None:
+        """Stop the writer, optionally send one last frame (bypassing the queue), close the socket. Idempotent."""
+        if self.closed.is_set():
+            return
+        self.close_code = code
+        self.closed.set()
+        # Shielded: the caller is often a task that setting `closed` gets cancelled (a session's reader
+        # handling `leave`, the inbox pump); the close frame must go out all the same.
+        task = asyncio.ensure_future(self._shut(code, reason, final, asyncio.current_task()))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        await asyncio.shield(task)
+
+    async def _shut(self, code: int, reason: str, final: dict[str, Any] | None, caller: asyncio.Task[Any] | None
+                    ) -> None:
+        if self._writer is not None and self._writer is not caller:
+            self._writer.cancel()
+            await asyncio.wait([self._writer])
+        with contextlib.suppress(Exception):  # the client may be gone already; closing is best effort
+            async with asyncio.timeout(2.0):
+                if final is not None:
+                    await self.socket.send_text(dumps(final))
+                await self.socket.close(code, reason)
+
+    def _close_soon(self, code: int, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.close(code, reason))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"ws-writer:{self.key}")
+
+    async def _write(self) -> None:
+        try:
+            await self._write_loop()
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            await self.close(CloseCode.SLOW_CONSUMER, "too slow; reconnect and resume")
+        except Exception as exc:  # a failed send means the client is gone
+            log.debug("websocket %s send failed: %r", self.key, exc)
+            await self.close(1006)
+
+    async def _write_loop(self) -> None:
+        while True:
+            now = self._clock()
+            if now >= self._deadline:
+                await self.close(CloseCode.GOING_AWAY, "connection lifetime reached",
+                                 final={"type": EventType.RECONNECT, "reason": "lifetime"})
+                return
+            try:
+                async with asyncio.timeout(min(self._heartbeat, self._deadline - now)):
+                    text = await self._queue.get()
+            except TimeoutError:
+                if self._clock() < self._deadline:
+                    text = dumps({"type": EventType.HEARTBEAT})
+                else:
+                    continue
+            async with asyncio.timeout(self.config.send_timeout_s):
+                await self.socket.send_text(text)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+class Hub:
+    """The connections of this process. Created in the app lifespan; `shutdown()` in its teardown."""
+
+    def __init__(self, config: HubConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or HubConfig()
+        self._clock = clock
+        self._connections: dict[str, Connection] = {}
+        self._ids = itertools.count(1)
+        self._shutting_down = False
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    @contextlib.asynccontextmanager
+    async def connect(self, socket: Socket, *, label: str = "ws") -> AsyncIterator[Connection]:
+        """Register an accepted socket and start its writer; on exit stop it and close the socket (1000)."""
+        if self._shutting_down:
+            await socket.close(CloseCode.GOING_AWAY, "server is restarting")
+            raise ConnectionClosed("hub is shutting down")
+        key = f"{label}-{next(self._ids)}-{random.getrandbits(32):08x}"
+        conn = Connection(socket, config=self.config, key=key, clock=self._clock)
+        self._connections[key] = conn
+        conn.start()
+        telemetry.WS_OPEN.inc()
+        try:
+            yield conn
+        finally:
+            telemetry.WS_OPEN.dec()
+            self._connections.pop(key, None)
+            await conn.close(1000)
+
+    async def shutdown(self) -> None:
+        """Tell every client to reconnect (to another replica) and close: resume makes it lossless."""
+        self._shutting_down = True
+        conns = list(self._connections.values())
+        await asyncio.gather(
+            *(c.close(CloseCode.GOING_AWAY, "server is restarting",
+                      final={"type": EventType.RECONNECT, "reason": "shutdown"}) for c in conns),
+            return_exceptions=True,
+        )

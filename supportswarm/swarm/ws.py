@@ -1,0 +1,503 @@
+"""The room websocket `/ws/swarms/{id}` and the inbox websocket `/ws/inbox` (README "Swarm protocol").
+
+Resume, after message_bus and Zulip (STYLE.md C5.3): subscribe to the room channel first, then read
+the backlog (seq > last_seq) from PostgreSQL in pages, then go live, skipping every seq <= the highest
+sent and reading any gap from the database. So each member sees each message once, in order, whatever
+the broker dropped and whichever replica it reconnects to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import weakref
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from supportswarm import ratelimit
+from supportswarm.accounts import permissions
+from supportswarm.accounts.models import User
+from supportswarm.accounts.sessions import same_origin
+from supportswarm.errors import InvalidInput, NotAuthenticated, RateLimited, SwarmError
+from supportswarm.realtime.broker import Broker, BrokerUnavailable, Subscription, SubscriptionLost
+from supportswarm.realtime.hub import Connection, Hub
+from supportswarm.realtime.protocol import (
+    INBOX_CHANNEL,
+    CloseCode,
+    Envelope,
+    EventType,
+    FrameType,
+    swarm_channel,
+    user_channel,
+)
+from supportswarm.settings import Settings
+from supportswarm.swarm import expertise, services
+from supportswarm.swarm.models import Swarm
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 10.0
+MAX_FRAME_BYTES = 16 * 1024
+PRESENCE_TTL_S = 30.0
+PRESENCE_REFRESH_S = 10.0
+SAY_LIMIT = (10, 1.0)  # `say` frames per window per connection; over it: an error frame (rate_limited)
+FRAME_LIMIT = (40, 1.0)  # frames of any type per window per connection; over it: close 4429
+STRIKE_LIMIT = (5, 10.0)  # rate_limited errors per window before the connection is closed with 4429
+TYPING_EVERY_S = 2.0  # typing notices faster than this are dropped, not errors
+PRESENCE_BATCH_S = 0.5  # at most one presence broadcast per room and process in this interval, per 100 members
+
+
+class BadFrame(SwarmError):
+    code = "bad_frame"
+    status = 400
+
+
+class TooFast(SwarmError):
+    code = "too_fast"
+    status = 429
+
+
+def error_frame(exc: SwarmError, **extra: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": EventType.ERROR.value, "code": exc.code, "detail": exc.detail}
+    if exc.field:
+        frame["field"] = exc.field
+    if isinstance(exc, RateLimited):
+        frame["retry_after"] = round(exc.retry_after, 3)
+    return frame | extra
+
+
+def close_code(exc: SwarmError) -> int:
+    """STYLE.md C7: 4000 + status % 1000, so 4400, 4401, 4403, 4404, 4409, 4429."""
+    return 4000 + exc.status % 1000
+
+
+async def reject(websocket: WebSocket, exc: SwarmError) -> None:
+    """An `error` frame, then the close code of the error."""
+    with contextlib.suppress(Exception):
+        await websocket.send_text(json.dumps(error_frame(exc)))
+        await websocket.close(close_code(exc), exc.detail[:120])
+
+
+def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Same host or an allowed Origin; no Origin at all only for bearer-token clients (browsers send one)."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return bool(websocket.scope.get("state", {}).get("auth_method") == "bearer")
+    return same_origin(origin, websocket.headers.get("host", ""), settings.allowed_origins)
+
+
+def parse_frame(text: str) -> dict[str, Any]:
+    if len(text) > MAX_FRAME_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise BadFrame(f"frames must be at most {MAX_FRAME_BYTES} bytes")
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
+        raise BadFrame("frames must be JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str) or frame["type"] not in set(FrameType):
+        raise BadFrame(f"frames must be objects with a type in {', '.join(FrameType)}")
+    return frame
+
+
+def seq_field(frame: dict[str, Any], name: str) -> int:
+    value = frame.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise InvalidInput(f"{name} must be a non-negative integer", field=name)
+    return value
+
+
+async def receive_text(websocket: WebSocket) -> str | None:
+    """The next text frame; None when the client disconnected. Binary frames are bad frames."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is None:
+        raise BadFrame("binary frames are not accepted")
+    return str(text)
+
+
+async def accept_room(websocket: WebSocket, settings: Settings) -> tuple[User, Swarm, int] | None:
+    """Origin, authentication, room, permission, then the `hello` frame. None: refused (and closed)."""
+    user: User | None = websocket.scope["state"].get("user")
+    # Cross-site WebSocket hijacking needs credentials: refuse those in the handshake (HTTP 403). Without
+    # credentials there is nothing to hijack, and the client gets the protocol's 4401 instead.
+    if user is not None and not origin_allowed(websocket, settings):
+        await websocket.close(CloseCode.FORBIDDEN)
+        return None
+    await websocket.accept()
+    try:
+        user = permissions.require_user(user)
+        swarm = await services.get_swarm(int(websocket.path_params["id"]))
+        await services.ensure_can_join(swarm, user, expert_reputation=settings.expert_reputation)
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            text = await receive_text(websocket)
+        if text is None:
+            return None
+        hello = parse_frame(text)
+        if hello["type"] != FrameType.HELLO:
+            raise BadFrame("the first frame must be hello")
+        last_seq = seq_field(hello, "last_seq")
+    except TimeoutError:
+        await reject(websocket, BadFrame("no hello frame in time"))
+        return None
+    except InvalidInput as exc:
+        await reject(websocket, BadFrame(exc.detail, field=exc.field))
+        return None
+    except SwarmError as exc:
+        await reject(websocket, exc)
+        return None
+    return user, swarm, last_seq
+
+
+async def room_socket(websocket: WebSocket) -> None:
+    settings: Settings = websocket.app.state.settings
+    accepted = await accept_room(websocket, settings)
+    if accepted is None:
+        return
+    user, swarm, last_seq = accepted
+    hub: Hub = websocket.state.hub
+    async with hub.connect(websocket, label=f"swarm{swarm.id}") as conn:
+        session = RoomSession(websocket, conn, swarm=swarm, user=user, broker=websocket.state.broker,
+                              jobs=websocket.state.jobs, settings=settings)
+        await session.run(last_seq)
+
+
+class RoomSession:
+    """One member's connection to one room: welcome + backlog, then the reader, the pump and the ticker."""
+
+    def __init__(self, websocket: WebSocket, conn: Connection, *, swarm: Swarm, user: User, broker: Broker,
+                 jobs: Any, settings: Settings) -> None:
+        self.ws, self.conn, self.swarm, self.user = websocket, conn, swarm, user
+        self.broker, self.jobs, self.settings = broker, jobs, settings
+        self.channel = swarm_channel(swarm.id)
+        self.member = services.presence_member(user.id, conn.key)
+        self.highest = 0
+        self._lock = asyncio.Lock()
+        self._sub: Subscription | None = None
+        self._online: set[int] = set()
+        self._last_typing = 0.0
+        self._helper = permissions.is_helper(user, expert_reputation=settings.expert_reputation)
+
+    async def run(self, last_seq: int) -> None:
+        try:
+            self._sub = await self.broker.subscribe([self.channel])  # first: nothing published from now is lost
+        except BrokerUnavailable:
+            await self.conn.close(CloseCode.GOING_AWAY, "realtime service unavailable; retry",
+                                  final={"type": EventType.RECONNECT.value, "reason": "broker"})
+            return
+        try:
+            await self._start(last_seq)
+            await self._serve()
+        except SwarmError as exc:
+            await self.conn.close(close_code(exc), exc.detail[:120], final=error_frame(exc))
+        finally:
+            await self._stop()
+
+    async def _start(self, last_seq: int) -> None:
+        await services.join_swarm(self.swarm, self.user, expert_reputation=self.settings.expert_reputation)
+        await self._refresh_presence()
+        self._online = services.online_user_ids(await self.broker.presence(self.channel))
+        announce_presence(self.swarm.id, self.broker)
+        await self._welcome(last_seq)
+
+    async def _serve(self) -> None:
+        tasks = [asyncio.create_task(coro) for coro in (self._read(), self._pump(), self._tick(),
+                                                         self.conn.closed.wait())]
+        try:
+            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        for task in done:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                await self._close_for(exc)
+
+    async def _close_for(self, exc: BaseException) -> None:
+        if isinstance(exc, SwarmError):
+            await self.conn.close(close_code(exc), exc.detail[:120], final=error_frame(exc))
+        elif isinstance(exc, BrokerUnavailable):
+            await self.conn.close(CloseCode.GOING_AWAY, "realtime service unavailable; retry",
+                                  final={"type": EventType.RECONNECT.value, "reason": "broker"})
+        else:
+            log.error("swarm %s session failed", self.swarm.id, exc_info=exc)
+            await self.conn.close(1011, "internal error")
+
+    async def _stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.close()
+        with contextlib.suppress(BrokerUnavailable):
+            await self.broker.clear_presence(self.channel, self.member)
+            await self.broker.clear_presence(expertise.ONLINE_ROOM, self.member)
+        announce_presence(self.swarm.id, self.broker)
+
+    # --- welcome and ordered delivery -------------------------------------------------------------------
+
+    async def _welcome(self, last_seq: int) -> None:
+        swarm = await services.get_swarm(self.swarm.id)  # after subscribing: the head is at least this
+        reset = last_seq > swarm.last_seq  # a client from another database / a reset room: full state
+        start = 0 if reset else last_seq
+        page = await services.messages_after(swarm.id, start)
+        members = await services.room_members(swarm.id, self._online)
+        await self.conn.put({
+            "type": EventType.WELCOME.value, "swarm": services.swarm_dict(swarm, swarm.question),
+            "members": members, "backlog": page, "head": swarm.last_seq, "reset": reset,
+            "more": len(page) == services.BACKLOG_PAGE, "you": services.author_dict(self.user),
+        })
+        async with self._lock:
+            self.highest = page[-1]["seq"] if page else start
+            if len(page) == services.BACKLOG_PAGE:
+                await self._fill(None)
+
+    async def _fill(self, upto: int | None) -> None:
+        """Send stored messages after `highest` (up to `upto`) page by page, paced by this client. Holds the lock."""
+        while True:
+            page = await services.messages_after(self.swarm.id, self.highest, upto=upto)
+            for frame in page:
+                await self.conn.put(frame)
+                self.highest = frame["seq"]
+            if len(page) < services.BACKLOG_PAGE:
+                return
+
+    async def deliver(self, frame: dict[str, Any]) -> None:
+        """Send a room message in seq order exactly once: skip what was sent, read gaps from the database."""
+        async with self._lock:
+            seq = frame["seq"]
+            if seq <= self.highest:
+                return
+            if seq > self.highest + 1:
+                await self._fill(seq - 1)
+            if seq > self.highest:
+                self.conn.push(frame)
+                self.highest = seq
+
+    async def _pump(self) -> None:
+        while True:
+            assert self._sub is not None
+            try:
+                async for envelope in self._sub:
+                    await self._on_envelope(envelope)
+                return  # the broker closed: the process is stopping; the client reconnects elsewhere
+            except SubscriptionLost as exc:  # fell behind, or the broker connection dropped: resubscribe, catch up
+                log.info("swarm %s: subscription lost (%s); resuming from the database", self.swarm.id, exc)
+                await self._sub.close()
+                self._sub = await self.broker.subscribe([self.channel])
+                async with self._lock:
+                    await self._fill(None)
+
+    async def _on_envelope(self, envelope: Envelope) -> None:
+        data = envelope.data
+        if envelope.type == EventType.MESSAGE and envelope.seq is not None:
+            await self.deliver(data)
+        elif envelope.type == EventType.TYPING:
+            if (data.get("user") or {}).get("id") != self.user.id:
+                self.conn.push(data)
+        elif envelope.type == EventType.PRESENCE:
+            self._online = {m["id"] for m in data.get("members", []) if m.get("status") == "online"}
+            self.conn.push(data)
+        elif envelope.type == EventType.RESOLVED:
+            self.conn.push(data)
+
+    # --- presence -------------------------------------------------------------------------------------
+
+    async def _refresh_presence(self) -> None:
+        await self.broker.set_presence(self.channel, self.member, PRESENCE_TTL_S)
+        if self._helper:
+            await self.broker.set_presence(expertise.ONLINE_ROOM, self.member, PRESENCE_TTL_S)
+
+    async def _tick(self) -> None:
+        """Keep this member present, and notice members whose replica died (their presence expired)."""
+        while True:
+            await asyncio.sleep(PRESENCE_REFRESH_S)
+            try:
+                await self._refresh_presence()
+                online = services.online_user_ids(await self.broker.presence(self.channel))
+                if online != self._online:  # e.g. a dead replica's members expired: tell the room
+                    announce_presence(self.swarm.id, self.broker)
+            except BrokerUnavailable as exc:
+                log.warning("swarm %s: presence refresh failed: %s", self.swarm.id, exc)
+
+    # --- client frames --------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            text = await receive_text(self.ws)
+            if text is None:
+                return
+            await self._limit("frames", FRAME_LIMIT, TooFast("too many frames; slow down"))
+            frame = parse_frame(text)
+            try:
+                if await self._handle(frame):
+                    return
+            except (TooFast, BadFrame):
+                raise
+            except RateLimited as exc:
+                self.conn.push(error_frame(exc, client_msg_id=frame.get("client_msg_id")))
+                await self._limit("strikes", STRIKE_LIMIT, TooFast("too many messages; slow down"))
+            except SwarmError as exc:
+                self.conn.push(error_frame(exc, client_msg_id=frame.get("client_msg_id"), ref=frame["type"]))
+
+    async def _limit(self, name: str, limit: tuple[int, float], exc: SwarmError) -> None:
+        if not self.settings.rate_limits:
+            return
+        try:
+            wait = await self.broker.hit_rate_limit(f"ws:{self.conn.key}:{name}", *limit)
+        except BrokerUnavailable:
+            return  # fail open: limits protect the room, the broker being down is not the client's fault
+        if wait > 0:
+            raise exc
+
+    async def _user_limit(self) -> None:
+        """`say` per user over all their connections and replicas: more sockets buy no more messages."""
+        if self.settings.rate_limits:
+            wait = await ratelimit.hit(self.broker, "room_message", f"rl:room_message:user:{self.user.id}")
+            if wait > 0:
+                raise RateLimited("too many messages; wait a moment", retry_after=wait)
+
+    async def _handle(self, frame: dict[str, Any]) -> bool:
+        """Dispatch one frame; True when the session should end (leave)."""
+        kind = frame["type"]
+        if kind == FrameType.SAY:
+            await self._limit("say", SAY_LIMIT, RateLimited("too many messages; wait a moment", retry_after=1.0))
+            await self._user_limit()
+            await self._say(frame)
+        elif kind == FrameType.TYPING:
+            if time.monotonic() - self._last_typing >= TYPING_EVERY_S:
+                self._last_typing = time.monotonic()
+                await services.publish_typing(self.swarm.id, self.user, broker=self.broker)
+        elif kind == FrameType.MARK_SOLUTION:
+            answer = await services.resolve_swarm(self.swarm.id, self.user, frame.get("seq"), body=frame.get("body"),
+                                                  broker=self.broker, jobs=self.jobs,
+                                                  expert_reputation=self.settings.expert_reputation)
+            self.conn.push({"type": EventType.RESOLVED.value, "answer_id": answer.id, "seq": frame.get("seq"),
+                            "question_id": self.swarm.question.id})
+        elif kind == FrameType.LEAVE:
+            await services.leave_swarm(self.swarm, self.user)
+            await self.conn.close(1000, "left")
+            return True
+        else:
+            raise InvalidInput("hello is only the first frame", field="type")
+        return False
+
+    async def _say(self, frame: dict[str, Any]) -> None:
+        posted = await services.post_message(self.swarm.id, self.user, frame.get("body"), frame.get("client_msg_id"),
+                                             broker=self.broker, jobs=self.jobs)
+        if posted.created or posted.frame["seq"] > self.highest:
+            await self.deliver(posted.frame)  # the echo, in order, even if the broker dropped the notification
+        else:
+            self.conn.push(posted.frame)  # a retried say: the sender gets the stored message again
+
+
+# Presence broadcasts, batched per room and process. Benchmarked in bench/swarm_ws.py: broadcasting the
+# full member list on every join and leave, and recomputing it in every session that noticed a change,
+# made filling a room O(n^2) frames of O(n) size plus O(n^2) database reads: a room of 1,000 could not be
+# assembled in minutes. Now a room costs at most one member-list query and broadcast per interval, and the
+# interval grows with the room so that the bytes of presence per second grow linearly, not quadratically.
+class _Batch:
+    again = False  # a change came after the last broadcast read the member list
+
+
+_announcing: weakref.WeakKeyDictionary[Broker, dict[int, _Batch]] = weakref.WeakKeyDictionary()  # per app
+_running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+
+def announce_presence(swarm_id: int, broker: Broker) -> None:
+    """Broadcast the room's presence now; within the batch interval after a broadcast, once more at the end of
+    that interval instead, covering every change in between."""
+    batches = _announcing.setdefault(broker, {})
+    if (batch := batches.get(swarm_id)) is not None:
+        batch.again = True
+        return
+    batches[swarm_id] = batch = _Batch()
+    task = asyncio.create_task(_announce(swarm_id, broker, batches, batch))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+
+
+async def _announce(swarm_id: int, broker: Broker, batches: dict[int, _Batch], batch: _Batch) -> None:
+    try:
+        while True:
+            batch.again = False
+            members = 0
+            try:
+                frame, _online = await services.presence_frame(swarm_id, broker)
+                members = len(frame["members"])
+                await services.notify(broker, Envelope(channel=swarm_channel(swarm_id), type=EventType.PRESENCE.value,
+                                                       op="update", data=frame))
+            except Exception as exc:  # broker or database unavailable, or the app stopping: the next tick retries
+                log.info("swarm %s: presence broadcast failed: %r", swarm_id, exc)
+            await asyncio.sleep(PRESENCE_BATCH_S * max(1.0, members / 100))
+            if not batch.again:
+                return
+    finally:
+        batches.pop(swarm_id, None)
+
+
+# --- the inbox ------------------------------------------------------------------------------------------
+
+
+async def inbox_socket(websocket: WebSocket) -> None:
+    """Hints for the staff inbox (`inbox` events: refetch the ranked list) and personal `invitation`s."""
+    settings: Settings = websocket.app.state.settings
+    user: User | None = websocket.scope["state"].get("user")
+    if user is not None and not origin_allowed(websocket, settings):
+        await websocket.close(CloseCode.FORBIDDEN)
+        return
+    await websocket.accept()
+    if user is None:
+        await reject(websocket, NotAuthenticated("log in first"))
+        return
+    broker: Broker = websocket.state.broker
+    hub: Hub = websocket.state.hub
+    async with hub.connect(websocket, label="inbox") as conn:
+        try:
+            sub = await broker.subscribe([INBOX_CHANNEL, user_channel(user.id)])
+        except BrokerUnavailable:
+            await conn.close(CloseCode.GOING_AWAY, "realtime service unavailable; retry")
+            return
+        member = services.presence_member(user.id, conn.key)
+        helper = permissions.is_helper(user, expert_reputation=settings.expert_reputation)
+        conn.push({"type": EventType.WELCOME.value, "you": services.author_dict(user)})
+        tasks = [asyncio.create_task(c) for c in (_inbox_pump(sub, conn), _inbox_read(websocket),
+                                                  _inbox_presence(broker, member, helper), conn.closed.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            await sub.close()
+            with contextlib.suppress(BrokerUnavailable):
+                await broker.clear_presence(expertise.ONLINE_ROOM, member)
+
+
+async def _inbox_pump(sub: Subscription, conn: Connection) -> None:
+    with contextlib.suppress(SubscriptionLost):  # hints only: the client refetches on reconnect
+        async for envelope in sub:
+            conn.push(envelope.data)
+    await conn.close(CloseCode.GOING_AWAY, "reconnect", final={"type": EventType.RECONNECT.value})
+
+
+async def _inbox_read(websocket: WebSocket) -> None:
+    with contextlib.suppress(SwarmError):  # the inbox takes no commands; anything sent is ignored
+        while await receive_text(websocket) is not None:
+            pass
+
+
+async def _inbox_presence(broker: Broker, member: str, helper: bool) -> None:
+    while helper:
+        with contextlib.suppress(BrokerUnavailable):
+            await broker.set_presence(expertise.ONLINE_ROOM, member, PRESENCE_TTL_S)
+        await asyncio.sleep(PRESENCE_REFRESH_S)
+    await asyncio.Event().wait()
+
+
+routes = [
+    WebSocketRoute("/ws/swarms/{id:int}", room_socket, name="ws_swarm"),
+    WebSocketRoute("/ws/inbox", inbox_socket, name="ws_inbox"),
+]
