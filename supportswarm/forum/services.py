@@ -215,7 +215,7 @@ async def accept_answer(user: User, answer_id: int) -> Question:
     permissions.ensure(permissions.can_accept(user, question.author_id),  # type: ignore[attr-defined]
                        "only the asker or staff can accept an answer")
     if question.accepted_answer_id == answer.id:  # type: ignore[attr-defined]
-        return question
+        return await get_question(question.id)  # a repeated accept; with its tags, as the caller renders them
     async with in_transaction():
         previous = await Answer.filter(question_id=question.id, is_accepted=True).first()
         if previous:

@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
 if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:  # .ci/run installs it with apt-get
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright  # noqa: E402
+from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright  # noqa: E402
 
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -47,9 +47,16 @@ class Server:
 
 
 def collect_errors(page: Page) -> list[str]:
-    """Uncaught script errors: a page that throws is broken even when it looks right."""
+    """Uncaught script errors and CSP refusals: a page that throws, or whose script or style the policy
+    blocked (an inline one), is broken even when it looks right."""
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            errors.append(message.text)
+
+    page.on("console", console)
     return errors
 
 
@@ -74,7 +81,7 @@ def _wait_until_ready(server: Server, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"server did not answer /healthz in {timeout_s}s:\n{server.log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one server for the browser tests: it only holds state in the database
 def server(pg_params: ConnectionParams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One single-node server (in-process broker and jobs, no Redis) on the shared test database."""
     data_dir = tmp_path_factory.mktemp("e2e-server")

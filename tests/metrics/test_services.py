@@ -232,6 +232,8 @@ class TestFilters:
         ({"since": "2024-03-03", "until": "2024-03-01"}, "since"),
         ({"tag": "Not A Tag!"}, "tag"),
         ({"responder": "bots"}, "responder"),
+        ({"until": "9999-12-31"}, "until"),
+        ({"until": "0001-01-02"}, "until"),
     ])
     def test_bad_values_name_their_field(self, params: dict[str, str], field: str) -> None:
         with pytest.raises(InvalidInput) as caught:

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -76,8 +77,20 @@ class RedisProcess:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
+def workdir() -> Iterator[Path]:
+    """A scratch folder outside pytest's basetemp: a pytest session starting meanwhile makes that private
+    again (0700), which would lock out the `pgserver` user that the embedded PostgreSQL runs as."""
+    path = Path(tempfile.mkdtemp(prefix="ss-ops-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server(workdir: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(workdir)
     server.start()
     try:
         yield server

@@ -85,8 +85,13 @@ async def wait_ready(proc: Proc, path: str = "/healthz", timeout_s: float = 60.0
 
 @contextmanager
 def running(*procs: Proc) -> Iterator[None]:
+    """Stops `procs` on exit; on a failure, prints the end of their logs (pytest shows it with the failure)."""
     try:
         yield
+    except BaseException:
+        for p in procs:
+            print(f"--- {p.name} (exit {p.proc.poll()}) ---\n{p.output()[-4000:]}")
+        raise
     finally:
         for p in procs:
             p.stop()

@@ -45,7 +45,7 @@ async def _closed_with_reconnect(member: Member) -> dict[str, Any]:
 
 
 async def test_redis_down_pages_and_api_work_live_rooms_reconnect_and_recover(
-    make_user: Any, pg_params: ConnectionParams, redis_server: RedisProcess, tmp_path: Path
+    make_user: Any, pg_params: ConnectionParams, redis_server: RedisProcess, workdir: Path
 ) -> None:
     asker: Actor = await make_user("asker")
     staff: Actor = await make_user("sam", role="staff")
@@ -54,9 +54,9 @@ async def test_redis_down_pages_and_api_work_live_rooms_reconnect_and_recover(
                                      jobs=None)
     q2 = await forum.create_question(user, "Transfer stuck on pending", "Since Monday.", ["transfers"], jobs=None)
     env = {"DATABASE_URL": pg_params.url(), "REDIS_URL": redis_server.url, "SECRET_KEY": "ops-secret",
-           "SUPPORTSWARM_DATA_DIR": str(tmp_path), "SUPPORTSWARM_REDIS_NAMESPACE": f"ops-{uuid.uuid4().hex[:8]}:",
+           "SUPPORTSWARM_DATA_DIR": str(workdir), "SUPPORTSWARM_REDIS_NAMESPACE": f"ops-{uuid.uuid4().hex[:8]}:",
            "SUPPORTSWARM_RATE_LIMITS": "0", "SUPPORTSWARM_JSON_LOGS": "1"}
-    server = spawn_serve("serve", env, tmp_path)
+    server = spawn_serve("serve", env, workdir)
     with running(server):
         await wait_ready(server, "/readyz")
         async with httpx.AsyncClient(base_url=server.http, timeout=5) as http:
@@ -124,9 +124,9 @@ async def _pages_and_api_work_without_redis(http: httpx.AsyncClient, asker: Acto
 
 
 @pytest.fixture
-def throwaway_pg(tmp_path: Path) -> Iterator[PostgresServer]:
+def throwaway_pg(workdir: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL of this test's own: the session's server is shared and must stay up."""
-    server = get_server(tmp_path / "pgdata", cleanup_mode="delete")
+    server = get_server(workdir / "pgdata", cleanup_mode="delete")
     try:
         yield server
     finally:
@@ -134,12 +134,12 @@ def throwaway_pg(tmp_path: Path) -> Iterator[PostgresServer]:
 
 
 async def test_database_down_answers_503_and_recovers_without_restart(
-    throwaway_pg: PostgresServer, tmp_path: Path, embedder: Embedder
+    throwaway_pg: PostgresServer, workdir: Path, embedder: Embedder
 ) -> None:
     base = parse_database_url(throwaway_pg.get_uri())
     params = replace(base, database="supportswarm")
     await ensure_database(params)
-    settings = Settings(database_url=params.url(), secret_key="ops", data_dir=tmp_path, rate_limits=False)
+    settings = Settings(database_url=params.url(), secret_key="ops", data_dir=workdir, rate_limits=False)
     app = create_app(settings, job_functions=JOB_FUNCTIONS, embedder=embedder)
     async with LifespanManager(app) as manager, httpx.AsyncClient(
         transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver"
