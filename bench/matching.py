@@ -12,9 +12,10 @@ Thresholds are chosen on data, never by hand, and never on test.csv:
   calibration set   train.csv split: 10 intents are held out of the forum entirely (their questions
                     have no answer there, as a new problem would not) and 10% of the texts of every
                     other intent are held out as questions to ask.
-  answer threshold  the lowest confidence at which (a) offers to answerable questions are right at
-                    least TARGET_PRECISION of the time and (b) at most MAX_FALSE_OFFERS of the
-                    questions without an answer get one offered.
+  answer rule       a confidence threshold and a minimum cosine of the best question: of the pairs
+                    at which (a) offers to answerable questions are right at least TARGET_PRECISION
+                    of the time and (b) at most MAX_FALSE_OFFERS of the questions without an answer
+                    get one offered, the pair that offers an answer to the most answerable ones.
   related threshold the top similarity that best separates answerable questions from those without
                     an answer (Youden's J); below it the ask opens a swarm.
 
@@ -199,14 +200,17 @@ def score(method: Method, asked: list[Asked], intent_of: dict[int, str]) -> Scor
                   np.array([a.answerable for a in asked]))
 
 
-def gated(s: Scored, t_related: float) -> np.ndarray:
-    """The product's rule: an answer is only offered when its question is at least related."""
-    return np.where(s.similarity >= t_related, s.confidence, 0.0)
+MIN_COSINES = [round(0.01 * i, 2) for i in range(96)]  # 0.00 .. 0.95
 
 
-def answer_threshold(s: Scored, t_related: float) -> float:
-    """The lowest threshold meeting both the precision target and the false-offer bound."""
-    confidence = gated(s, t_related)
+def gated(s: Scored, min_cosine: float) -> np.ndarray:
+    """The product's rule: an answer is only offered when its question is close enough as well."""
+    return np.where(s.similarity >= min_cosine, s.confidence, 0.0)
+
+
+def lowest_threshold(s: Scored, min_cosine: float) -> float:
+    """The lowest confidence meeting both the precision target and the false-offer bound."""
+    confidence = gated(s, min_cosine)
     for t in np.unique(confidence[confidence > 0]):
         offered = confidence >= t
         ans, unans = offered & s.answerable, offered & ~s.answerable
@@ -215,6 +219,18 @@ def answer_threshold(s: Scored, t_related: float) -> float:
         if precision >= TARGET_PRECISION and false_rate <= MAX_FALSE_OFFERS:
             return float(t)
     return float("inf")
+
+
+def answer_rule(s: Scored) -> tuple[float, float]:
+    """(confidence threshold, minimum cosine): of the pairs meeting both bounds, the one that offers an
+    answer to the most answerable questions (ties: the higher cosine)."""
+    best, best_rule = -1.0, (float("inf"), 1.0)
+    for min_cosine in MIN_COSINES:
+        t = lowest_threshold(s, min_cosine)
+        coverage = float(((gated(s, min_cosine) >= t) & s.answerable).mean())
+        if t != float("inf") and coverage >= best:
+            best, best_rule = coverage, (t, min_cosine)
+    return best_rule
 
 
 def related_threshold(s: Scored) -> float:
@@ -228,9 +244,11 @@ def related_threshold(s: Scored) -> float:
     return best_t
 
 
-def thresholds_of(s: Scored) -> tuple[float, float]:
-    t_related = related_threshold(s)
-    return answer_threshold(s, t_related), t_related
+Thresholds = tuple[float, float, float]  # answer confidence, answer minimum cosine, related
+
+
+def thresholds_of(s: Scored) -> Thresholds:
+    return (*answer_rule(s), related_threshold(s))
 
 
 @dataclass
@@ -242,8 +260,8 @@ class Decisions:
     swarmed_answerable: float
 
 
-def decisions(s: Scored, t_answer: float, t_related: float) -> Decisions:
-    offered = gated(s, t_related) >= t_answer
+def decisions(s: Scored, t_answer: float, min_cosine: float, t_related: float) -> Decisions:
+    offered = gated(s, min_cosine) >= t_answer
     ans, unans = s.answerable, ~s.answerable
     hit = offered & ans
     return Decisions(
@@ -296,15 +314,16 @@ def print_accuracy(results: dict[str, Scored]) -> None:
         print(f"{name:<36} {pct(s.correct.mean()):>7} {pct(s.top5.mean()):>7}")
 
 
-def print_decisions(title: str, results: dict[str, Scored], thresholds: dict[str, tuple[float, float]]) -> None:
+def print_decisions(title: str, results: dict[str, Scored], thresholds: dict[str, Thresholds]) -> None:
     print(f"\n{title}")
-    print(f"{'method':<36} {'answer>=':>8} {'offered':>8} {'right':>7} {'false':>7} | {'related>=':>9} "
+    print(f"{'method':<36} {'answer>=':>8} {'cos>=':>5} {'offered':>8} {'right':>7} {'false':>7} | {'related>=':>9} "
           f"{'swarm(no ans)':>13} {'swarm(ans)':>10}")
     for name, s in results.items():
-        t_answer, t_related = thresholds[name]
-        d = decisions(s, t_answer, t_related)
-        print(f"{name:<36} {t_answer:8.3f} {pct(d.offered):>8} {pct(d.precision):>7} {pct(d.false_offers):>7} | "
-              f"{t_related:9.3f} {pct(d.swarmed_unanswerable):>13} {pct(d.swarmed_answerable):>10}")
+        t_answer, min_cosine, t_related = thresholds[name]
+        d = decisions(s, t_answer, min_cosine, t_related)
+        print(f"{name:<36} {t_answer:8.3f} {min_cosine:5.2f} {pct(d.offered):>8} {pct(d.precision):>7} "
+              f"{pct(d.false_offers):>7} | {t_related:9.3f} {pct(d.swarmed_unanswerable):>13} "
+              f"{pct(d.swarmed_answerable):>10}")
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def app_servers(count: int, ctx: Context, *, redis: bool, deflate: bool = False)
            "SUPPORTSWARM_REDIS_NAMESPACE": ctx.namespace}
     if redis:
         env["REDIS_URL"] = REDIS_URL
-    started = [launch(f"app{i}", ["--factory", "supportswarm.app:create_app"], env, ctx.tmp, deflate=deflate)
+    started = [launch(f"app{i}", ["--factory", "supportswarm.cli:server_app"], env, ctx.tmp, deflate=deflate)
                for i in range(count)]
     try:
         yield started
@@ -452,6 +453,7 @@ def raise_fd_limit(needed: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: servers and PostgreSQL stop
     phases = set(args.only.split(","))
     limit = raise_fd_limit(args.idle + 2000)
     if limit < args.idle + 1000:

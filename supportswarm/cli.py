@@ -11,6 +11,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from starlette.applications import Starlette
+
 from supportswarm.errors import ConfigurationError, SwarmError
 from supportswarm.ops import configure_logging
 from supportswarm.resources import Resources, open_resources
@@ -33,15 +35,21 @@ async def _run_with_resources(settings: Settings, command: Command, args: argpar
         return code
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+def server_app(settings: Settings | None = None) -> Starlette:
+    """The app as `serve` runs it, with the job functions of `workers/`:
+    `uvicorn --factory supportswarm.cli:server_app` is the same as `supportswarm serve`."""
     from supportswarm.app import create_app
+    from workers.registry import PERIODIC_JOBS
+
+    return create_app(settings or Settings.from_env(), job_functions=_job_functions(), periodic_jobs=PERIODIC_JOBS)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from supportswarm.ops import run_server
 
     if args.demo:
         asyncio.run(_run_with_resources(settings, _seed_demo, args))
-    from workers.registry import PERIODIC_JOBS
-
-    app = create_app(settings, job_functions=_job_functions(), periodic_jobs=PERIODIC_JOBS)
+    app = server_app(settings)
     logging.getLogger("supportswarm").info("SupportSwarm on http://%s:%s", args.host, args.port)  # JSON logs too
     run_server(app, host=args.host, port=args.port, settings=settings)
     return 0

@@ -69,6 +69,7 @@ class SecurityHeadersMiddleware:
 # --- request latency ----------------------------------------------------------------------------------
 
 UNMATCHED = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # others count as "other"
 
 
 class RouteTemplates:
@@ -121,7 +122,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            telemetry.REQUEST_LATENCY.labels(scope["method"], self._route_of(scope), str(status)).observe(
+            method = scope["method"] if scope["method"] in METHODS else "other"  # clients choose it: bound it
+            telemetry.REQUEST_LATENCY.labels(method, self._route_of(scope), str(status)).observe(
                 time.perf_counter() - start
             )
 

@@ -7,7 +7,7 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ class Resources:
     broker: Broker
     jobs: JobQueue
     embedder: Embedder
-    secret_key: str
+    secret_key: str = field(repr=False)
 
 
 def resolve_secret_key(settings: Settings) -> str:

@@ -42,6 +42,7 @@ class Settings:
     )
     secret_key: str = field(
         default="",
+        repr=False,  # never in a log line or a traceback's locals
         metadata=_env(
             "SECRET_KEY",
             "signs session cookies and CSRF tokens. Required with DATABASE_URL or REDIS_URL.",

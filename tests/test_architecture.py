@@ -58,12 +58,11 @@ def _matching(predicate: str) -> list[str]:
          ["supportswarm.realtime.broker", "supportswarm.realtime.memory", "supportswarm.realtime.redis"],
          PROJECT, ("supportswarm.realtime.protocol", "supportswarm.realtime.broker", "supportswarm.realtime.memory")),
         ("services never import routes, the app, the hub or workers", _matching("services"),
-         ("workers", "supportswarm.app", "supportswarm.realtime.hub") + tuple(f"{m}" for m in _matching(".routes")),
-         ()),
+         ("workers", "supportswarm.app", "supportswarm.realtime.hub", *_matching(".routes")), ()),
         ("routes never import workers", _matching(".routes") + _matching(".ws"), ("workers",), ()),
         ("the app never imports workers", ["supportswarm.app"], ("workers",), ()),
         ("workers never import the app, routes or the hub", [m for m in SOURCES if m.startswith("workers")],
-         ("supportswarm.app", "supportswarm.realtime.hub") + tuple(_matching(".routes")), ()),
+         ("supportswarm.app", "supportswarm.realtime.hub", *_matching(".routes")), ()),
     ],
 )
 def test_import_rule(rule: str, modules: list[str], forbidden: tuple[str, ...], allowed: tuple[str, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -87,7 +88,8 @@ async def test_embedded_database_persists_and_is_shared_with_cli_commands(tmp_pa
         env = {**os.environ, "SUPPORTSWARM_DATA_DIR": str(tmp_path)}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
-        beside = subprocess.run(
+        beside = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "supportswarm.cli", "createuser", "cli_user", "--role", "staff",
              "--password", "long-password"],
             env=env, capture_output=True, text=True, timeout=60,

@@ -135,6 +135,14 @@ class WorkerSettings:
     health_check_interval = 30
 
 
+async def _warm_up(embedder: Embedder) -> None:
+    """A worker exists to embed: load the model at start, in a thread, so the first job does not wait ~5 s."""
+    try:
+        await asyncio.to_thread(lambda: embedder.dim)
+    except Exception:  # the jobs that need the model will fail and be reported; the others still run
+        log.exception("could not load the embedding model")
+
+
 def _lifecycle(settings: Settings, embedder: Embedder | None) -> tuple[Any, Any]:
     # arq runs on_startup and on_shutdown in different tasks, but the ORM context must be left in the
     # context it was entered in: both run in one `contextvars.Context` kept here. Jobs, in tasks of their
@@ -147,11 +155,10 @@ def _lifecycle(settings: Settings, embedder: Embedder | None) -> tuple[Any, Any]
         entering = stack.enter_async_context(open_resources(settings, embedder=embedder))
         res: Resources = await asyncio.create_task(entering, context=context)
         ctx["resources"] = res
-        # A worker exists to embed: load the model now, in a thread, so the first job does not wait ~5 s.
-        ctx["warm_up"] = asyncio.create_task(asyncio.to_thread(lambda: res.embedder.dim))
+        ctx["warm_up"] = asyncio.create_task(_warm_up(res.embedder))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        warm_up: asyncio.Task[int] | None = ctx.pop("warm_up", None)
+        warm_up: asyncio.Task[None] | None = ctx.pop("warm_up", None)
         if warm_up is not None:
             await asyncio.wait([warm_up])
         stack: AsyncExitStack | None = ctx.pop("exit_stack", None)

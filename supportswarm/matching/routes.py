@@ -52,8 +52,12 @@ def _similar_args(request: Request) -> tuple[str, int]:
 
 async def api_similar(request: Request) -> Response:
     q, limit = _similar_args(request)
-    return ok(await services.similar_json(q, limit=limit, embedder=request.state.embedder,
-                                          answer_threshold=_settings(request).answer_threshold))
+    data, timings = await services.similar_json(q, limit=limit, embedder=request.state.embedder,
+                                                answer_threshold=_settings(request).answer_threshold)
+    response = ok(data)
+    # Where the time went (browser dev tools show it; bench/similar_latency.py reads the embedding floor).
+    response.headers["Server-Timing"] = ", ".join(f"{k};dur={1000 * v:.2f}" for k, v in timings.items())
+    return response
 
 
 # --- route on ask ------------------------------------------------------------------------------------------

@@ -205,7 +205,8 @@ async def reject_suggestion(
                            answer_id=suggestion.suggested_answer_id,  # type: ignore[attr-defined]
                            suggestion_id=suggestion.id, posted_question_id=question.id)
     await enqueue_embed(question, jobs=jobs)
-    # An offered answer was at least related (see services.decide), so only urgency opens a swarm here.
+    # Its twin was close enough to be offered as the answer: the forum's helpers start from there, and
+    # only urgency opens a swarm.
     route = await _route_posted(question, user, tags, services.RELATED_THRESHOLD, policy=policy, broker=broker,
                                 jobs=jobs)
     return Routed(route=route, question=question, suggestion=await Suggestion.get(id=suggestion.id))

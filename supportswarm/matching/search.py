@@ -1,7 +1,8 @@
-"""Hybrid similar-question search: pgvector neighbours and full-text matches in one SQL round trip.
+"""Hybrid similar-question search: pgvector neighbours and IDF-weighted full-text matches.
 
-The database returns the union of both candidate lists with every feature the fusion needs (cosine,
-both ranks, the full-text score); `fuse` orders them in Python. Keeping the fusion out of SQL lets the
+Two statements: the full-text one needs no vector, so `find_similar` runs it while the query is being
+embedded; the vector one then returns the union of both candidate lists with every feature the fusion
+needs (cosine, both ranks, the full-text score). `fuse` orders them in Python, which lets the
 calibration bench compare full-text only, vector only and hybrid on exactly the same candidates.
 """
 
@@ -22,9 +23,8 @@ EMBEDDING_DIM = 384  # questions.embedding is vector(384): all-MiniLM-L6-v2 and 
 # ranked low on one side but high on the other, and the vote sees several questions per solution.
 CANDIDATES = 50
 RRF_K = 60  # the constant of Cormack et al. (2009); rank 1 scores 1/61
-MAX_TERMS = 12  # full text: the rarest lexemes of the query retrieve the candidates
-COMMON_SHARE = 0.1  # full text: lexemes in more than this share of the questions do not retrieve...
-COMMON_FLOOR = 1000  # ...unless they are in fewer questions than this (small forums keep every word)
+MAX_TERMS = 12  # full text: the rarest lexemes of the query that rank the candidates
+TEXT_BUDGET = 1000  # full text: the rarest lexemes retrieve while their posting lists add up to this
 EXCERPT_CHARS = 280  # of each accepted answer, for suggestion lists (one more is read to know it goes on)
 
 
@@ -57,61 +57,92 @@ def question_text(title: str, body: str) -> str:
     return f"{title}\n{body}".strip()
 
 
-# $1 query vector (real[], NULL: no vector side), $2 model name, $3 candidates per side,
-# $4 query text (NULL: no full-text side), $5 a question id to leave out (0 for none).
-#
-# Vector side: HNSW over the current model's vectors. `relaxed_order` iterative scans (pgvector >= 0.8,
-# set in 0002_matching.sql) may return them slightly out of order, so `v` sorts them again.
-# Full-text side, BM25-style: the query's lexemes weighted by IDF (search_terms), at most MAX_TERMS of
-# the rarest; each matching question scores the IDF of the lexemes it holds, normalised for its length
-# (k1 = 1.2, b = 0.75; a lexeme counts once: questions are short). Lexemes in more than COMMON_SHARE of
-# the questions do not retrieve: they barely rank, and their long posting lists are what would make the
-# query slow at 100k questions.
-_CANDIDATES_SQL = f"""
+# Full-text side, BM25-style, on its own so that it can run while the query is being embedded.
+# $1 query text, $2 candidates, $3 a question id to leave out (0 for none).
+# The query's lexemes are weighted by IDF (search_terms); a matching question scores the IDF of the
+# lexemes it holds (at most MAX_TERMS, the rarest), normalised for its length (k1 = 1.2, b = 0.75; a
+# lexeme counts once: questions are short). Only the rarest lexemes *retrieve* through the GIN index,
+# as long as their posting lists add up to TEXT_BUDGET rows: a common word ("card") would drag in a
+# large share of the forum for little ranking value, which is what made full-text ranking slow at 100k.
+_TEXT_SQL = f"""
+WITH totals AS MATERIALIZED (
+    SELECT coalesce(max(ndoc), 1) AS docs,
+           greatest(coalesce(max(nentry)::float8 / nullif(max(ndoc), 0), 1), 1) AS avglen
+    FROM search_terms WHERE lexeme = ''
+), words AS (
+    SELECT w.lexeme, coalesce(st.ndoc, 0) AS df,
+           ln(1 + (n.docs - coalesce(st.ndoc, 0) + 0.5) / (coalesce(st.ndoc, 0) + 0.5)) AS idf
+    FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1::text))) AS lexeme) AS w
+    CROSS JOIN totals AS n
+    LEFT JOIN search_terms AS st ON st.lexeme = w.lexeme
+    WHERE w.lexeme <> ''
+    ORDER BY idf DESC, w.lexeme
+    LIMIT {MAX_TERMS}
+), terms AS MATERIALIZED (
+    SELECT lexeme, idf, plainto_tsquery('simple', lexeme) AS query,
+           sum(df) OVER (ORDER BY idf DESC, lexeme) AS postings
+    FROM words
+), retrieval AS MATERIALIZED (
+    SELECT websearch_to_tsquery('simple', string_agg(lexeme, ' or ')) AS query
+    FROM terms WHERE postings <= {TEXT_BUDGET}
+), matches AS MATERIALIZED (
+    SELECT q.id, length(q.search) AS len, (SELECT sum(t.idf) FROM terms AS t WHERE q.search @@ t.query) AS matched
+    FROM retrieval AS r JOIN questions AS q ON q.search @@ r.query
+    WHERE q.status <> 'duplicate' AND q.id <> $3
+)
+SELECT m.id, m.matched / (SELECT sum(idf) FROM terms) AS text_score,
+       row_number() OVER (ORDER BY m.matched * 2.2 / (1.2 * (0.25 + 0.75 * m.len / n.avglen) + 1) DESC, m.id)
+           AS text_rank
+FROM matches AS m CROSS JOIN totals AS n
+ORDER BY text_rank
+LIMIT $2
+"""
+
+# Vector side, and what every candidate needs for fusion and display.
+# $1 query vector (real[], NULL: no vector side), $2 model name, $3 candidates, $4 a question id to
+# leave out (0 for none), $5 the full-text candidates' ids (their cosine and details come along).
+# HNSW over the current model's vectors; `relaxed_order` iterative scans (pgvector >= 0.8, set in
+# 0002_matching.sql) may return them slightly out of order, so `v` sorts them again.
+_VECTOR_SQL = f"""
 WITH vq AS MATERIALIZED (
     SELECT id, embedding <=> $1::real[]::vector AS dist
     FROM questions
-    WHERE $1::real[] IS NOT NULL AND embedding_model = $2 AND status <> 'duplicate' AND id <> $5
+    WHERE $1::real[] IS NOT NULL AND embedding_model = $2 AND status <> 'duplicate' AND id <> $4
     ORDER BY embedding <=> $1::real[]::vector
     LIMIT $3
 ), v AS (
     SELECT id, row_number() OVER (ORDER BY dist, id) AS r FROM vq
-), totals AS MATERIALIZED (
-    SELECT coalesce(max(ndoc), 1) AS docs,
-           greatest(coalesce(max(nentry)::float8 / nullif(max(ndoc), 0), 1), 1) AS avglen
-    FROM search_terms WHERE lexeme = ''
-), terms AS MATERIALIZED (
-    SELECT w.lexeme, plainto_tsquery('simple', w.lexeme) AS query,
-           ln(1 + (n.docs - coalesce(st.ndoc, 0) + 0.5) / (coalesce(st.ndoc, 0) + 0.5)) AS idf
-    FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $4::text))) AS lexeme) AS w
-    CROSS JOIN totals AS n
-    LEFT JOIN search_terms AS st ON st.lexeme = w.lexeme
-    WHERE w.lexeme <> '' AND coalesce(st.ndoc, 0) <= greatest({COMMON_FLOOR}, n.docs * {COMMON_SHARE})
-    ORDER BY idf DESC, w.lexeme
-    LIMIT {MAX_TERMS}
-), tq AS MATERIALIZED (
-    SELECT q.id, sum(t.idf) AS matched,
-           sum(t.idf) * 2.2 / (1.2 * (0.25 + 0.75 * length(q.search) / max(n.avglen)) + 1) AS bm25
-    FROM terms AS t
-    JOIN questions AS q ON q.search @@ t.query
-    CROSS JOIN totals AS n
-    WHERE q.status <> 'duplicate' AND q.id <> $5
-    GROUP BY q.id
-    ORDER BY bm25 DESC, q.id
-    LIMIT $3
-), t AS (
-    SELECT id, matched / (SELECT sum(idf) FROM terms) AS share,
-           row_number() OVER (ORDER BY bm25 DESC, id) AS r
-    FROM tq
+), ids AS (
+    SELECT coalesce(v.id, x.id) AS id, v.r FROM v FULL JOIN unnest($5::int[]) AS x(id) ON x.id = v.id
 )
 SELECT q.id, q.external_id, q.title, q.accepted_answer_id, md5(a.body) AS solution,
-       left(a.body, {EXCERPT_CHARS + 1}) AS excerpt,
-       CASE WHEN q.embedding_model = $2 THEN 1 - (q.embedding <=> $1::real[]::vector) END AS cosine,
-       v.r AS vector_rank, t.r AS text_rank, coalesce(t.share, 0) AS text_score
-FROM v FULL JOIN t ON v.id = t.id
-JOIN questions q ON q.id = coalesce(v.id, t.id)
-LEFT JOIN answers a ON a.id = q.accepted_answer_id
+       left(a.body, {EXCERPT_CHARS + 1}) AS excerpt, ids.r AS vector_rank,
+       CASE WHEN q.embedding_model = $2 THEN 1 - (q.embedding <=> $1::real[]::vector) END AS cosine
+FROM ids JOIN questions AS q ON q.id = ids.id
+LEFT JOIN answers AS a ON a.id = q.accepted_answer_id
 """
+
+TextHits = dict[int, tuple[int, float]]  # question id -> (text rank, text score)
+
+
+async def text_candidates(text: str | None, *, per_side: int = CANDIDATES, exclude_id: int | None = None) -> TextHits:
+    """The best full-text matches over visible questions: id -> (rank from 1, IDF share matched)."""
+    if text is None:
+        return {}
+    rows = await connections.get("default").execute_query_dict(_TEXT_SQL, [text, per_side, exclude_id or 0])
+    return {r["id"]: (r["text_rank"], float(r["text_score"])) for r in rows}
+
+
+async def vector_candidates(
+    vector: Vectors | None, text_hits: TextHits, *, model: str, per_side: int = CANDIDATES,
+    exclude_id: int | None = None,
+) -> list[Hit]:
+    """The nearest questions by `model`'s vectors, merged with `text_hits` into candidate `Hit`s."""
+    query_vector = None if vector is None else [float(x) for x in vector]
+    rows = await connections.get("default").execute_query_dict(
+        _VECTOR_SQL, [query_vector, model, per_side, exclude_id or 0, list(text_hits)]
+    )
+    return [_hit(row, text_hits.get(row["id"])) for row in rows]
 
 
 async def candidates(
@@ -124,12 +155,11 @@ async def candidates(
 ) -> list[Hit]:
     """Vector neighbours (of `model`'s vectors) and full-text matches, unordered, over visible questions.
 
-    `vector` None leaves out the vector side, `text` None the full-text side.
+    `vector` None leaves out the vector side, `text` None the full-text side. Two statements; when the
+    query vector is still being computed, call `text_candidates` first and overlap it (see services).
     """
-    query_vector = None if vector is None else [float(x) for x in vector]
-    conn = connections.get("default")
-    rows = await conn.execute_query_dict(_CANDIDATES_SQL, [query_vector, model, per_side, text, exclude_id or 0])
-    return [_hit(row) for row in rows]
+    text_hits = await text_candidates(text, per_side=per_side, exclude_id=exclude_id)
+    return await vector_candidates(vector, text_hits, model=model, per_side=per_side, exclude_id=exclude_id)
 
 
 async def refresh_search_terms() -> None:
@@ -137,13 +167,13 @@ async def refresh_search_terms() -> None:
     await connections.get("default").execute_script("REFRESH MATERIALIZED VIEW CONCURRENTLY search_terms")
 
 
-def _hit(row: dict[str, Any]) -> Hit:
+def _hit(row: dict[str, Any], text: tuple[int, float] | None) -> Hit:
     cosine = row["cosine"]
     return Hit(
         id=row["id"], external_id=row["external_id"], title=row["title"],
         accepted_answer_id=row["accepted_answer_id"], solution=row["solution"],
-        cosine=None if cosine is None else float(cosine),
-        vector_rank=row["vector_rank"], text_rank=row["text_rank"], text_score=float(row["text_score"]),
+        cosine=None if cosine is None else float(cosine), vector_rank=row["vector_rank"],
+        text_rank=None if text is None else text[0], text_score=0.0 if text is None else text[1],
         excerpt=row["excerpt"],
     )
 

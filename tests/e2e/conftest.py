@@ -1,5 +1,5 @@
-"""Browser tests: a real uvicorn server on a free port against the test database, driven by Playwright
-with Debian's Chromium (never a downloaded browser). Screenshots go to test-artifacts/e2e/.
+"""Browser tests: a real server (`supportswarm serve`: uvicorn) on a free port against the test database,
+driven by Playwright with Debian's Chromium (never a downloaded browser). Screenshots: test-artifacts/e2e/.
 
 The server loads the real embedding model, so suggestions are the product's own; the test process seeds
 content through the domain services with the same model (the `embedder` fixture is overridden)."""
@@ -93,8 +93,7 @@ def server(pg_params: ConnectionParams, tmp_path_factory: pytest.TempPathFactory
     log = data_dir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            # `supportswarm serve`, the single-node command: its in-process job queue runs the job functions
-            # (embedding, invitations), which a bare `uvicorn --factory supportswarm.app:create_app` lacks.
+            # `supportswarm serve`, the single-node command: its in-process job queue runs the job functions.
             [sys.executable, "-m", "supportswarm.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

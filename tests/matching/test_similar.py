@@ -68,7 +68,13 @@ class TestRanking:
         assert first["external_id"] == "kb-17" and first["title"] == "My card payment was declined at the supermarket"
         assert first["answer_excerpt"].startswith("Check that the card is not frozen")
         scores = [r["score"] for r in data["results"]]
-        assert all(0.0 <= s <= 1.0 for s in scores)
+        assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+
+    async def test_the_reply_says_where_the_time_went(self, client: httpx.AsyncClient,
+                                                      faq: dict[str, Answered]) -> None:
+        response = await client.get("/api/v1/similar", params={"q": "card declined"})
+        timing = response.headers["server-timing"]
+        assert [part.split(";")[0].strip() for part in timing.split(",")] == ["embed", "text", "vector"]
 
     async def test_a_close_paraphrase_of_a_solved_question_is_answered(self, client: httpx.AsyncClient,
                                                                        faq: dict[str, Answered]) -> None:

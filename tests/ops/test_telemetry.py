@@ -121,3 +121,11 @@ def test_configure_logging_json_on_request(capsys: pytest.CaptureFixture[str], t
     configure_logging(Settings(json_logs=False, data_dir=tmp_path))
     logging.getLogger("supportswarm.ops").warning("plain again")
     assert capsys.readouterr().err.rstrip().endswith("WARNING supportswarm.ops: plain again")
+
+
+async def test_methods_clients_make_up_share_one_label(client: httpx.AsyncClient) -> None:
+    before = _requests("/healthz", method="other", status="405")
+    assert (await client.request("BREW", "/healthz")).status_code == 405
+    assert _requests("/healthz", method="other", status="405") == before + 1
+    assert REGISTRY.get_sample_value(f"{LATENCY}_count", {"method": "BREW", "route": "/healthz",
+                                                          "status": "405"}) is None

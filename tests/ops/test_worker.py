@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import replace
 from typing import Any
 
@@ -127,3 +129,33 @@ async def test_periodic_jobs_become_unique_crons(settings: Settings, redis_serve
     assert (cron_job.name, cron_job.unique, cron_job.second, cron_job.minute) == ("cron:sla_watch", True, 0, set(
         range(60)))
     assert kwargs["redis_settings"].port == redis_server.port
+
+
+async def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued(
+    settings: Settings, redis_server: RedisProcess, embedder: Embedder
+) -> None:
+    started, release, done = asyncio.Event(), asyncio.Event(), []
+
+    async def slow(ctx: dict[str, Any], *, n: int) -> None:
+        started.set()
+        await release.wait()
+        done.append(n)
+
+    settings = replace(settings, redis_url=redis_server.url)
+    kwargs = worker_settings(settings, functions={JobName.EMBED_QUESTION: slow}, periodic_jobs=[], embedder=embedder)
+    assert kwargs["job_completion_wait"] >= 20  # what `docker stop` waits for: see compose.yaml stop_grace_period
+    worker = Worker(**kwargs | {"max_jobs": 1, "poll_delay": 0.01}, handle_signals=False)
+    pool = await create_pool(RedisSettings.from_dsn(redis_server.url))
+    try:
+        for n in (1, 2):
+            await ArqJobQueue(pool).enqueue(JobName.EMBED_QUESTION, job_id=f"embed:{n}", n=n)
+        run = asyncio.create_task(worker.async_run())
+        await asyncio.wait_for(started.wait(), 10)
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)  # what SIGTERM does in `supportswarm worker`
+        release.set()
+        await asyncio.wait_for(asyncio.wait([run]), 10)
+        await worker.close()
+        assert done == [1]  # the running job finished ...
+        assert await pool.zcard("arq:queue") == 1  # ... and the other waits for the next worker
+    finally:
+        await pool.aclose()

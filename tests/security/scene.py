@@ -78,8 +78,9 @@ class Scene:
     resources: Resources
 
     async def question(self) -> int:
+        # jobs=None: no embedding job; only suggestions and clusters need vectors (they make their own).
         q = await forum.create_question(self.cast.owner, f"Question {words()}", f"Body {words()}", ["security"],
-                                        jobs=self.resources.jobs)
+                                        jobs=None)
         return q.id
 
     async def answer(self) -> int:

@@ -81,6 +81,14 @@ async def people(make_user: Any) -> dict[str, Actor]:
     return {role: await make_user(f"x{role}", role) for role in ("customer", "staff", "admin")}
 
 
+def test_the_scanner_sees_the_payloads_when_they_are_not_escaped() -> None:
+    """The checks below can fail: inserted raw into a page, the markup payloads are found."""
+    raw_markup = [p for p in PAYLOADS if executable_markup(p)]
+    assert len(raw_markup) >= 25, len(raw_markup)
+    assert executable_markup(f"<p>{PAYLOADS[0]}</p>") == ["<script> not from /static/: {}",
+                                                          "inline script: 'alert(1)'"]
+
+
 async def test_markdown_renderer_neutralises_every_payload() -> None:
     for payload in PAYLOADS:
         assert executable_markup(str(render_markdown(payload))) == [], payload

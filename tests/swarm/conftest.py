@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+# --- real servers ------------------------------------------------------------------------------------------
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
 import pytest
 
-# --- real servers ------------------------------------------------------------------------------------------
-
-import os  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import httpx  # noqa: E402
-
-from supportswarm.db import ConnectionParams  # noqa: E402
-from tests.conftest import REDIS_URL  # noqa: E402
+from supportswarm.db import ConnectionParams
+from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +53,7 @@ def _start(pg: ConnectionParams, data_dir: Path, namespace: str) -> Server:
     log = data_dir / f"server-{port}.log"
     with log.open("wb") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "supportswarm.app:create_app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "supportswarm.cli:server_app", "--host", "127.0.0.1",
              "--port", str(port), "--ws", "websockets", "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
