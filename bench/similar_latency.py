@@ -51,7 +51,8 @@ def cached_vectors(embedder: Embedder, texts: list[str]) -> np.ndarray:
     digest = hashlib.sha256("\x1e".join([embedder.name, *texts]).encode()).hexdigest()[:16]
     path = CACHE / f"vectors-{digest}.npy"
     if path.exists():
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     start = time.perf_counter()
     vectors = embedder.encode(texts)
     print(f"encoded {len(texts)} real questions in {time.perf_counter() - start:.0f}s", file=sys.stderr)

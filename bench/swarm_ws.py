@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,7 +267,7 @@ def layout(urls: Sequence[str], rooms: Sequence[int], per_room: int, tokens: Seq
     return specs
 
 
-def run_load(specs: list[ClientSpec], *, procs: int, cpu_of: dict[str, list[int]], rate: float = 0.0,
+def run_load(specs: list[ClientSpec], *, procs: int, cpu_of: Callable[[], dict[str, list[int]]], rate: float = 0.0,
              window: int = 4, duration: float = 0.0, concurrency: int = 50) -> Run:
     """Spread `specs` over `procs` load processes, connect them all, then run the plan and merge results."""
     shares = [tuple(specs[i::procs]) for i in range(procs)]
@@ -275,7 +275,7 @@ def run_load(specs: list[ClientSpec], *, procs: int, cpu_of: dict[str, list[int]
                for s in shares if s]
     try:
         connect_s = max(p.expect("ready", 900)["connect_s"] for p in loaders)
-        meter = CpuMeter(cpu_of | {"clients": [p.pid for p in loaders]})
+        meter = CpuMeter(cpu_of() | {"clients": [p.pid for p in loaders]})  # now: backends connect lazily
         started = time.monotonic()
         for p in loaders:
             p.send("go")
@@ -343,7 +343,7 @@ def steady(name: str, ctx: Context, args: argparse.Namespace, *, servers: int, r
     with cm as started:
         specs = layout([s.ws for s in started], rooms, per_room, ctx.tokens, senders_per_room=senders_per_room)
         per_sender = rate / (len(rooms) * senders_per_room)
-        run = run_load(specs, procs=args.client_procs, cpu_of=cpu_groups(started, ctx, redis=redis),
+        run = run_load(specs, procs=args.client_procs, cpu_of=lambda: cpu_groups(started, ctx, redis=redis),
                        rate=per_sender, window=window, duration=args.duration, concurrency=args.concurrency)
     row = Row(name, len(specs), len(rooms), rate, run, servers)
     print("  " + "  ".join(f"{h}={c}" for h, c in zip(HEADER, row.cells(), strict=True)), flush=True)

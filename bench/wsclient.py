@@ -199,6 +199,8 @@ class RoomClient:
             self._ws = None
             self._sync_target = None
             self.synced.clear()
+            with contextlib.suppress(Exception):  # stopped, or a bug above: never leave the socket open
+                await ws.close()
         return ws.close_code  # 1006: the connection dropped without a close frame (e.g. the server died)
 
     # --- frames -------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ EMBEDDING_DIM = 384  # questions.embedding is vector(384): all-MiniLM-L6-v2 and 
 # Candidates fetched per side. More than any page of results, so that fusion can promote an item
 # ranked low on one side but high on the other, and the vote sees several questions per solution.
 CANDIDATES = 50
-RRF_K = 60  # the constant of Cormack et al. (2009); rank 1 scores 1/61
 MAX_TERMS = 12  # full text: the rarest lexemes of the query that rank the candidates
 TEXT_BUDGET = 1000  # full text: the rarest lexemes retrieve while their posting lists add up to this
 EXCERPT_CHARS = 280  # of each accepted answer, for suggestion lists (one more is read to know it goes on)
@@ -183,9 +182,9 @@ class Fusion:
     """How the two candidate lists become one ranking (calibrated by bench/matching.py)."""
 
     per_answer: int = 5  # neighbours of one solution that count towards its vote
-    temperature: float = 0.05  # vote weight exp((cos - 1) / T): a close neighbour outweighs many far ones
-    text_weight: float = 0.5  # share of the full-text leg (vote weight 1 / (rrf_k + rank)) in the hybrid vote
-    rrf_k: int = RRF_K
+    temperature: float = 0.07  # vote weight exp((cos - 1) / T): a close neighbour outweighs many far ones
+    text_weight: float = 0.25  # share of the full-text leg (vote weight 1 / (rrf_k + rank)) in the hybrid vote
+    rrf_k: int = 10
 
 
 DEFAULT_FUSION = Fusion()

@@ -38,8 +38,8 @@ from supportswarm.matching.search import (
 # the most questions while offers are >= 95% right and <= 5% of questions with no answer in the forum
 # get one. RELATED_THRESHOLD: the cosine below which the best question is not even related (Youden's J
 # between questions that have an answer in the forum and those that have none): an ask opens a swarm.
-ANSWER_THRESHOLD = 0.528
-ANSWER_MIN_COSINE = 0.836
+ANSWER_THRESHOLD = 0.629
+ANSWER_MIN_COSINE = 0.67
 RELATED_THRESHOLD = 0.836
 DEFAULT_LIMIT = 5
 MAX_LIMIT = 50

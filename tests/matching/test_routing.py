@@ -57,8 +57,8 @@ class TestConfidentMatch:
         suggestion = await Suggestion.get(id=route["suggestion_id"])
         assert suggestion.outcome == SuggestionOutcome.SHOWN and suggestion.draft_tags == "login"
         (shown,) = await events(EventKind.SUGGESTION_SHOWN)
-        assert (shown.actor_id, shown.question_id, shown.answer_id) == (customer.user["id"], solved.question_id,
-                                                                         solved.answer_id)
+        assert (shown["actor_id"], shown["question_id"], shown["answer_id"]) == (
+            customer.user["id"], solved.question_id, solved.answer_id)
 
     async def test_this_solved_my_problem_is_a_deflection(self, make_user: Any, solved: Answered) -> None:
         customer = await make_user("customer")
@@ -66,8 +66,8 @@ class TestConfidentMatch:
         accepted = await customer.post(f"/api/v1/suggestions/{route['suggestion_id']}/accept")
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["outcome"] == "accepted"
-        assert [e.answer_id for e in await events(EventKind.SUGGESTION_ACCEPTED)] == [solved.answer_id]
-        assert [e.answer_id for e in await events(EventKind.ANSWER_REUSED)] == [solved.answer_id]
+        assert [e["answer_id"] for e in await events(EventKind.SUGGESTION_ACCEPTED)] == [solved.answer_id]
+        assert [e["answer_id"] for e in await events(EventKind.ANSWER_REUSED)] == [solved.answer_id]
         again = await customer.post(f"/api/v1/suggestions/{route['suggestion_id']}/accept")
         assert again.status_code == 200 and len(await events(EventKind.ANSWER_REUSED)) == 1, "a retried click"
         late = await customer.post(f"/api/v1/suggestions/{route['suggestion_id']}/reject")
@@ -89,8 +89,9 @@ class TestConfidentMatch:
         assert suggestion.outcome == SuggestionOutcome.REJECTED
         assert suggestion.posted_question_id == question["id"]  # type: ignore[attr-defined]
         (rejection,) = await events(EventKind.SUGGESTION_REJECTED)
-        assert (rejection.question_id, rejection.data["posted_question_id"]) == (solved.question_id, question["id"])
-        assert [e.question_id for e in await events(EventKind.QUESTION_ASKED)][-1] == question["id"]
+        assert (rejection["question_id"], rejection["data"]["posted_question_id"]) == (solved.question_id,
+                                                                                     question["id"])
+        assert [e["question_id"] for e in await events(EventKind.QUESTION_ASKED)][-1] == question["id"]
         await forum_content.settle()
         posted = await Question.get(id=question["id"])
         assert posted.embedding_model is not None, "embedded after the transaction committed"

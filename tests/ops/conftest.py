@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from asgi_lifespan import LifespanManager
-
-from supportswarm.resources import Resources
 
 
 def free_port() -> int:
@@ -96,10 +93,3 @@ def redis_server(workdir: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def resources(app: LifespanManager) -> Resources:
-    # asgi-lifespan 2.x keeps the lifespan state in `_state` (tests/conftest.py's fixture reads `.state`).
-    res: Resources = app._state["resources"]
-    return res
