@@ -27,6 +27,10 @@ RUN pip install .
 RUN useradd --system --create-home --uid 10001 supportswarm
 USER supportswarm
 ENV SUPPORTSWARM_DATA_DIR=/home/supportswarm/data
+# uvicorn believes X-Forwarded-For only from these peers: a load balancer on a private network (compose's
+# nginx). Per-address rate limits (signup, login) then count each client, not the balancer's one address;
+# a client reaching the app directly from a public address cannot choose its own.
+ENV FORWARDED_ALLOW_IPS=127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
 
 EXPOSE 8000
 CMD ["supportswarm", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -31,11 +31,12 @@ from typing import Any, TextIO
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from embeddings import Embedder
+from embeddings import Embedder, Vectors
 from supportswarm.forum.services import BODY_MAX, TITLE_MAX
 from supportswarm.jobs import JobQueue
 from supportswarm.matching import search
 from supportswarm.matching import services as matching
+from supportswarm.matching.search import question_text
 from supportswarm.resources import Resources
 from supportswarm.validation import MAX_TAGS, TAG_RE
 
@@ -197,15 +198,18 @@ def reader_for(path: Path) -> Reader:
 
 # --- storing -----------------------------------------------------------------------------------------------
 
+# $7: each row's vector as pgvector text ('[0.1,...]'), or NULL when the workers will embed it; $8 model.
 _INSERT_QUESTIONS = """
 INSERT INTO questions (external_id, title, body, status, score, author_id, answer_count,
-                       created_at, updated_at, last_activity_at)
-SELECT x.external_id, x.title, x.body, 'open', x.score, x.author_id, 0, x.at, x.at, x.at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
-     AS x(external_id, title, body, score, author_id, at)
+                       created_at, updated_at, last_activity_at, embedding, embedding_model)
+SELECT x.external_id, x.title, x.body, 'open', x.score, x.author_id, 0, x.at, x.at, x.at,
+       x.vector::vector, CASE WHEN x.vector IS NOT NULL THEN $8 END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
+     AS x(external_id, title, body, score, author_id, at, vector)
 ON CONFLICT (external_id) DO NOTHING
 RETURNING id, external_id
 """
+_EXISTING = "SELECT external_id FROM questions WHERE external_id = ANY($1::text[])"
 _INSERT_REVISIONS = """
 INSERT INTO revisions (question_id, answer_id, number, title, body, tags, created_at)
 SELECT x.qid, x.aid, 1, x.title, x.body, x.tags, x.at
@@ -238,15 +242,22 @@ ORDER BY id
 """
 
 
-async def store_batch(records: list[Record]) -> dict[str, int]:
+def vector_literal(vector: Vectors) -> str:
+    return "[" + ",".join(map(repr, vector.tolist())) + "]"
+
+
+async def store_batch(records: list[Record], vectors: Vectors | None = None, model: str | None = None
+                      ) -> dict[str, int]:
     """Inserts the questions not yet present (by external_id) with tags, revisions and answers, in one
-    transaction. Returns external_id -> id of the rows inserted now."""
+    transaction; with their `vectors` when given (one write per row: no UPDATE after the INSERT).
+    Returns external_id -> id of the rows inserted now."""
     now = datetime.now(UTC)
     at = [r.created_at or now for r in records]
+    literals = [None] * len(records) if vectors is None else [vector_literal(v) for v in vectors]
     async with in_transaction() as conn:
         rows = await conn.execute_query_dict(_INSERT_QUESTIONS, [
             [r.external_id for r in records], [r.title for r in records], [r.body for r in records],
-            [r.score for r in records], [r.author_id for r in records], at,
+            [r.score for r in records], [r.author_id for r in records], at, literals, model,
         ])
         ids = {row["external_id"]: row["id"] for row in rows}
         fresh = [(r, ids[r.external_id], t) for r, t in zip(records, at, strict=True) if r.external_id in ids]
@@ -305,10 +316,12 @@ async def import_records(
     batch_size: int = BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Stores the records batch by batch and has them embedded: here, overlapping with the storing of
-    the next batch (`inline`, no REDIS_URL), or by arq workers through EMBED_QUESTIONS jobs.
+    """Stores the records batch by batch and has them embedded.
 
-    `progress` is told how many records each stored batch held.
+    `inline` (no REDIS_URL): each new batch is encoded first, while the next one is read, and then
+    inserted with its vectors. Otherwise the rows are inserted at once and EMBED_QUESTIONS jobs carry
+    the embedding to the arq workers. Either way, rows an earlier run left without a vector are
+    embedded too. `progress` is told how many records each batch held.
     """
     report = ImportReport()
     pipeline = matching.EmbedPipeline(embedder) if inline else None
@@ -337,15 +350,34 @@ async def _import_batch(batch: list[Record | Skipped], report: ImportReport, pip
             records[item.external_id] = item
     if not records:
         return
-    inserted = await store_batch(list(records.values()))
-    report.imported += len(inserted)
-    report.existing += len(records) - len(inserted)
-    rows = await _needing_vectors(list(records), model)
+    if pipeline is not None:
+        await _encode_then_insert(list(records.values()), report, pipeline)
+    else:
+        inserted = await store_batch(list(records.values()))
+        report.imported += len(inserted)
+        report.existing += len(records) - len(inserted)
+    rows = await _needing_vectors(list(records), model)  # left without a vector by an interrupted run
     if pipeline is not None:
         await pipeline.put(rows)
     else:
         await matching.enqueue_embedding([r["id"] for r in rows], jobs=jobs)
         report.embedded += len(rows)
+
+
+async def _encode_then_insert(records: list[Record], report: ImportReport, pipeline: matching.EmbedPipeline) -> None:
+    found = await connections.get("default").execute_query_dict(_EXISTING, [[r.external_id for r in records]])
+    existing = {row["external_id"] for row in found}
+    fresh = [r for r in records if r.external_id not in existing]
+    report.existing += len(existing)
+    model = pipeline.embedder.name
+
+    async def insert(vectors: Vectors) -> int:
+        inserted = await store_batch(fresh, vectors, model)
+        report.imported += len(inserted)
+        report.existing += len(fresh) - len(inserted)  # inserted meanwhile by someone else
+        return len(inserted)
+
+    await pipeline.put_texts([question_text(r.title, r.body) for r in fresh], insert)
 
 
 async def import_file(path: Path, *, embedder: Embedder, jobs: JobQueue, inline: bool,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -225,6 +225,9 @@ async def embed_questions(question_ids: Sequence[int], *, embedder: Embedder) ->
     return await store_vectors(rows, vectors, embedder.name)
 
 
+Store = Callable[[Vectors], Coroutine[Any, Any, int]]  # writes one batch's vectors; returns how many rows it wrote
+
+
 class EmbedPipeline:
     """Encodes batches in a thread while the event loop reads the next batch and writes the last.
 
@@ -237,13 +240,23 @@ class EmbedPipeline:
         self.embedder = embedder
         self.progress = progress
         self.embedded = 0
-        self._queue: asyncio.Queue[list[dict[str, Any]] | None] = asyncio.Queue(maxsize=depth)
+        self._queue: asyncio.Queue[tuple[list[str], Store] | None] = asyncio.Queue(maxsize=depth)
         self._worker = asyncio.create_task(self._run())
 
     async def put(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows with `id`, `title`, `body`, `updated_at`; waits while `depth` batches are queued."""
+        """Queue stored questions (`id`, `title`, `body`, `updated_at`) to get their vectors written."""
         if rows:
-            await self._put(rows)
+            model = self.embedder.name
+
+            async def store(vectors: Vectors) -> int:
+                return await store_vectors(rows, vectors, model)
+
+            await self.put_texts([question_text(r["title"], r["body"]) for r in rows], store)
+
+    async def put_texts(self, texts: list[str], store: Store) -> None:
+        """Queue texts to encode; `store` then gets their vectors (the importer inserts rows with them)."""
+        if texts:
+            await self._put((texts, store))
 
     async def close(self) -> int:
         """Waits for the queued batches; re-raises what stopped the encoder, if anything did."""
@@ -252,7 +265,7 @@ class EmbedPipeline:
         await self._worker
         return self.embedded
 
-    async def _put(self, item: list[dict[str, Any]] | None) -> None:
+    async def _put(self, item: tuple[list[str], Store] | None) -> None:
         # Never wait on a full queue whose consumer has died: that would hang the import forever.
         put = asyncio.ensure_future(self._queue.put(item))
         await asyncio.wait({put, self._worker}, return_when=asyncio.FIRST_COMPLETED)
@@ -262,12 +275,12 @@ class EmbedPipeline:
 
     async def _run(self) -> None:
         writing: asyncio.Task[int] | None = None
-        while (rows := await self._queue.get()) is not None:
-            texts = [question_text(r["title"], r["body"]) for r in rows]
+        while (item := await self._queue.get()) is not None:
+            texts, store = item
             vectors = await asyncio.to_thread(self.embedder.encode, texts, batch_size=64)
             if writing is not None:
                 self._done(await writing)
-            writing = asyncio.create_task(store_vectors(rows, vectors, self.embedder.name))
+            writing = asyncio.create_task(store(vectors))
         if writing is not None:
             self._done(await writing)
 
