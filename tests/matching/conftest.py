@@ -1,4 +1,4 @@
-"""Matching fixtures: the app's resources and forum content built through the real services."""
+"""Matching fixtures: forum content built through the real services."""
 
 from __future__ import annotations
 
@@ -6,20 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from asgi_lifespan import LifespanManager
 
 from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
 from supportswarm.forum import services as forum
 from supportswarm.metrics.models import Event
 from supportswarm.resources import Resources
-
-
-@pytest.fixture
-def resources(app: LifespanManager) -> Resources:
-    # asgi-lifespan 2.x keeps the lifespan state in `_state` (tests/conftest.py's fixture reads `.state`).
-    res: Resources = app._state["resources"]
-    return res
 
 
 @dataclass(frozen=True)

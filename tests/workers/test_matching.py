@@ -13,7 +13,6 @@ import pytest
 from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import Worker
-from asgi_lifespan import LifespanManager
 from tortoise import connections
 
 from embeddings import Embedder
@@ -36,12 +35,6 @@ pytestmark = [pytest.mark.model, pytest.mark.filterwarnings("ignore:Call to depr
 @pytest.fixture
 def embedder(real_embedder: Embedder) -> Embedder:
     return real_embedder
-
-
-@pytest.fixture
-def resources(app: LifespanManager) -> Resources:
-    res: Resources = app._state["resources"]  # asgi-lifespan 2.x spells it `_state`
-    return res
 
 
 async def stored(question_id: int) -> tuple[np.ndarray | None, str | None]:
