@@ -46,7 +46,7 @@ import numpy as np
 from embeddings import Embedder, load_embedder
 from supportswarm import importer
 from supportswarm.db import ConnectionParams, ensure_database, parse_database_url
-from supportswarm.matching import search
+from supportswarm.matching import density, search
 from supportswarm.matching.search import Fusion, Hit, Mode
 from supportswarm.resources import open_resources
 from supportswarm.settings import Settings
@@ -161,8 +161,8 @@ def top_score(ranked: list[Hit]) -> float:
 
 
 # The hybrid vote's settings tried on the calibration set; the best top-1 there becomes the product's.
-GRID = [Fusion(per_answer=5, temperature=t, text_weight=w, rrf_k=k)
-        for t in (0.05, 0.07) for w in (0.0, 0.25, 0.5, 1.0) for k in (10, 60)]
+GRID = [Fusion(per_answer=5, temperature=t, text_weight=w, rrf_k=k, density_weight=d)
+        for t in (0.07, 0.1) for w in (0.0, 0.25, 0.5) for k in (10, 60) for d in (0.0, 0.5, 0.75)]
 
 
 def methods(vote: Fusion) -> list[Method]:
@@ -173,6 +173,7 @@ def methods(vote: Fusion) -> list[Method]:
         Method("vector only: nearest question", Mode.VECTOR, top_cos),
         Method("vector only: answer vote", Mode.HYBRID, top_score, replace(vote, text_weight=0.0)),
         Method("hybrid: RRF of both lists", Mode.RRF, top_cos),
+        Method("hybrid: vote without density", Mode.HYBRID, top_score, replace(vote, density_weight=0.0)),
         Method("hybrid: answer vote (product)", Mode.HYBRID, top_score, vote),
     ]
 
@@ -281,7 +282,10 @@ async def build_forum(rows: Sequence[Row], embedder: Embedder, res_jobs: object)
     report = await importer.import_records((record(r) for r in rows), embedder=embedder,
                                            jobs=res_jobs,  # type: ignore[arg-type]
                                            inline=True)
-    await search.refresh_search_terms()  # as `supportswarm import` does
+    await search.refresh_search_terms()  # as `supportswarm import` does, and its closing density pass
+    density_start = time.perf_counter()
+    n = await density.refresh_density(model=embedder.name)
+    print(f"density pass: {n} questions in {time.perf_counter() - density_start:.1f}s", file=sys.stderr)
     return time.perf_counter() - start, report.embedded
 
 
@@ -391,8 +395,8 @@ def choose_fusion(calib: list[Asked], intent_of: dict[int, str]) -> Fusion:
     best, best_acc = GRID[0], -1.0
     for fusion in GRID:
         acc = float(score(Method("grid", Mode.HYBRID, top_score, fusion), answerable, intent_of).correct.mean())
-        print(f"  T={fusion.temperature} text_weight={fusion.text_weight} rrf_k={fusion.rrf_k}: top-1 {pct(acc)}",
-              file=sys.stderr)
+        print(f"  T={fusion.temperature} text_weight={fusion.text_weight} rrf_k={fusion.rrf_k} "
+              f"density_weight={fusion.density_weight}: top-1 {pct(acc)}", file=sys.stderr)
         if acc > best_acc:
             best, best_acc = fusion, acc
     print(f"chosen: {best}", file=sys.stderr)

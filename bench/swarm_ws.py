@@ -11,7 +11,8 @@ bench/wsclient.py in separate processes. Phases:
   a2  the same, one app process with the Redis broker (what Redis costs on its own)
   b   the same on two app processes via Redis (members of each room on both)
   c   the same clients against bench/bare_broadcast.py: the ceiling
-  t   throughput: each room's sender keeps `window` says in flight, app (one process) and bare
+  c2  the same against bench/bare_broadcast.py storing each message with one INSERT: what persistence costs
+  t   throughput: each room's sender keeps `window` says in flight, app (one process), bare, bare + INSERT
   d   one room of 1,000 members at a steady rate, one app process
   e   idle authenticated connections held by one app process (Redis broker), RSS per connection,
       with permessage-deflate off (the product's setting) and on
@@ -113,8 +114,6 @@ def app_servers(count: int, ctx: Context, *, redis: bool, deflate: bool = False)
            "SUPPORTSWARM_REDIS_NAMESPACE": ctx.namespace}
     if redis:
         env["REDIS_URL"] = REDIS_URL
-    if ctx.gc_freeze:
-        env["PYTHONPATH"] = f"{gc_freeze_site(ctx.tmp)}{os.pathsep}{ROOT}"
     started = [launch(f"app{i}", ["--factory", "supportswarm.cli:server_app"], env, ctx.tmp, deflate=deflate)
                for i in range(count)]
     try:
@@ -123,33 +122,10 @@ def app_servers(count: int, ctx: Context, *, redis: bool, deflate: bool = False)
         stop(started)
 
 
-# An experiment, not the product (--gc-freeze): CPython's full collections rescan every long-lived object,
-# and a server holding 1,000 connections has enough of them that each full collection stalls the event loop
-# for ~0.3 s, which is what dominates the p99. Freezing the heap every few seconds (gc.freeze) shows what
-# the latency is without those pauses; in a product it would need care (frozen cyclic garbage is never freed).
-GC_FREEZE_SITE = """import gc, threading, time
-
-
-def _freeze_every(seconds):
-    while True:
-        time.sleep(seconds)
-        gc.freeze()
-
-
-threading.Thread(target=_freeze_every, args=(5,), daemon=True).start()
-"""
-
-
-def gc_freeze_site(tmp: Path) -> Path:
-    folder = tmp / "gc-freeze-site"
-    folder.mkdir(exist_ok=True)
-    (folder / "sitecustomize.py").write_text(GC_FREEZE_SITE)
-    return folder
-
-
 @contextlib.contextmanager
-def bare_server(ctx: Context, *, deflate: bool = False) -> Iterator[list[ServerProc]]:
-    started = [launch("bare", ["bench.bare_broadcast:app"], {}, ctx.tmp, deflate=deflate)]
+def bare_server(ctx: Context, *, store: bool = False, deflate: bool = False) -> Iterator[list[ServerProc]]:
+    env = {"BARE_DATABASE_URL": ctx.db_url} if store else {}
+    started = [launch("bare", ["bench.bare_broadcast:app"], env, ctx.tmp, deflate=deflate)]
     try:
         yield started
     finally:
@@ -215,7 +191,6 @@ class Context:
     namespace: str
     tokens: list[str] = field(default_factory=list)
     rooms: dict[str, list[int]] = field(default_factory=dict)  # phase -> swarm ids
-    gc_freeze: bool = False
 
 
 class NoJobs:
@@ -365,9 +340,11 @@ def cpu_groups(servers: Sequence[ServerProc], ctx: Context, *, redis: bool) -> d
 
 
 def steady(name: str, ctx: Context, args: argparse.Namespace, *, servers: int, redis: bool, rooms: list[int],
-           per_room: int, rate: float, senders_per_room: int = 2, bare: bool = False, window: int = 4) -> Row:
-    """`rate` says/s in total over `rooms` (0: flood with `window` in flight per sender)."""
-    cm = bare_server(ctx) if bare else app_servers(servers, ctx, redis=redis)
+           per_room: int, rate: float, senders_per_room: int = 2, bare: bool = False, store: bool = False,
+           window: int = 4) -> Row:
+    """`rate` says/s in total over `rooms` (0: flood with `window` in flight per sender). `bare`: against the
+    bare server instead of the app, `store`: the bare server INSERTs each message first."""
+    cm = bare_server(ctx, store=store) if bare else app_servers(servers, ctx, redis=redis)
     with cm as started:
         specs = layout([s.ws for s in started], rooms, per_room, ctx.tokens, senders_per_room=senders_per_room)
         per_sender = rate / (len(rooms) * senders_per_room)
@@ -435,13 +412,14 @@ def report(rows: dict[str, Row], idles: list[Idle]) -> None:
           "\npg cpu, redis cpu, client cpu: cores busy (Redis is the machine's shared server); client lag: how late"
           "\nthe load clients' event loops woke (their own share of the latency); problems: gaps + duplicates +"
           "\nreconnects + messages some member never got (must be 0).")
-    if "c" in rows:
+    for ceiling, label in (("c", "bare"), ("c2", "bare + INSERT")):
         for name in ("a", "a2", "b"):
-            if name in rows:
-                print(f"p99 {name} / bare: {_p99(rows[name]) / _p99(rows['c']):.1f}x")
-    if "t-app" in rows and "t-bare" in rows:
-        ratio = rows["t-app"].run.messages_per_s() / rows["t-bare"].run.messages_per_s()
-        print(f"throughput app / bare: {ratio:.2f} (target >= 0.5)")
+            if name in rows and ceiling in rows:
+                print(f"p99 {name} / {label}: {_p99(rows[name]) / _p99(rows[ceiling]):.1f}x")
+    for ceiling, label in (("t-bare", "bare (target >= 0.5)"), ("t-bare-db", "bare + INSERT")):
+        if "t-app" in rows and ceiling in rows:
+            ratio = rows["t-app"].run.messages_per_s() / rows[ceiling].run.messages_per_s()
+            print(f"throughput app / {label}: {ratio:.2f}")
     for i in idles:
         print(f"idle, permessage-deflate {'on ' if i.deflate else 'off'}: {i.connections} connections, "
               f"{i.per_connection_kib:.1f} KiB each, RSS {i.rss_after / 2**20:.0f} MiB, idle CPU {i.idle_cpu:.2f}")
@@ -465,10 +443,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-rate", type=float, default=5.0, help="says/s in the room of 1,000 (d)")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections to open (e)")
     parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight per load process")
-    parser.add_argument("--only", default="a,a2,b,c,t,d,e", help="comma-separated phases")
+    parser.add_argument("--only", default="a,a2,b,c,c2,t,d,e", help="comma-separated phases")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 200 clients, 1,000 idle")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="experiment: app servers gc.freeze() every 5 s (no full-collection pauses)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.idle = 6.0, min(args.idle, 1000)
@@ -493,7 +469,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     members, rooms = (200, 20) if args.quick else (1000, 100)
     with tempfile.TemporaryDirectory(prefix="swarm-ws-bench-") as tmp:
         ctx = start_database(Path(tmp))
-        ctx.gc_freeze = args.gc_freeze
         try:
             print(f"setting up {members} members and rooms in PostgreSQL ...", flush=True)
             t0 = time.monotonic()
@@ -545,11 +520,17 @@ def run_phases(ctx: Context, args: argparse.Namespace, phases: set[str], *, per_
     if "c" in phases:
         print("c: bare broadcast server (ceiling)", flush=True)
         rows["c"] = steady("c bare", ctx, args, servers=1, redis=False, rooms=ctx.rooms["a"], bare=True, **common)
+    if "c2" in phases:
+        print("c2: bare broadcast server storing each message with one INSERT (what persistence costs)", flush=True)
+        rows["c2"] = steady("c2 bare+insert", ctx, args, servers=1, redis=False, rooms=ctx.rooms["a"], bare=True,
+                            store=True, **common)
     if "t" in phases:
         print("t: throughput, 1 sender per room with 4 says in flight", flush=True)
         flood = common | {"rate": 0.0, "senders_per_room": 1}
         rows["t-app"] = steady("t app 1 proc", ctx, args, servers=1, redis=False, rooms=ctx.rooms["t"], **flood)
         rows["t-bare"] = steady("t bare", ctx, args, servers=1, redis=False, rooms=ctx.rooms["t"], bare=True, **flood)
+        rows["t-bare-db"] = steady("t bare+insert", ctx, args, servers=1, redis=False, rooms=ctx.rooms["t"],
+                                   bare=True, store=True, **flood)
     if "d" in phases:
         print("d: one room of 1,000 members, one app process", flush=True)
         rows["d"] = steady("d 1 room", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"],

@@ -21,11 +21,13 @@ from supportswarm.forum import routes as forum_routes
 from supportswarm.httpkit import handle_http_error, handle_swarm_error, handle_unexpected
 from supportswarm.jobs import JobFunction, JobQueue, PeriodicJob
 from supportswarm.matching import routes as matching_routes
+from supportswarm.matching import search_routes as matching_search_routes
 from supportswarm.metrics import routes as metrics_routes
+from supportswarm.moderation import routes as moderation_routes
 from supportswarm.ratelimit import RateLimitMiddleware
 from supportswarm.realtime.broker import Broker
 from supportswarm.realtime.hub import Hub
-from supportswarm.resources import Resources, open_resources, resolve_secret_key
+from supportswarm.resources import Resources, open_resources, resolve_secret_key, tune_gc
 from supportswarm.settings import Settings
 from supportswarm.swarm import routes as swarm_routes
 from supportswarm.templating import WEB_DIR
@@ -58,6 +60,7 @@ def create_app(
             app.state.resources = res
             hub = Hub()
             app.state.hub = hub  # ops.GracefulServer tells room members to reconnect before uvicorn's shutdown
+            tune_gc()  # everything imported and opened so far lives as long as the process
             try:
                 yield State(resources=res, broker=res.broker, jobs=res.jobs, embedder=res.embedder, hub=hub)
             finally:
@@ -69,9 +72,11 @@ def create_app(
         *account_routes.routes,
         *forum_routes.routes,
         *matching_routes.routes,
+        *matching_search_routes.routes,
         *metrics_routes.routes,
         *swarm_routes.routes,
         *webhook_routes.routes,
+        *moderation_routes.routes,
         Mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static"),
     ]
     app = Starlette(

@@ -76,6 +76,16 @@ async def _token(res: Resources, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reset_link(res: Resources, args: argparse.Namespace) -> int:
+    from supportswarm.accounts import recovery, services
+
+    user = await services.get_user_by_name(args.username)
+    link = await recovery.issue_link(user, base_url=res.settings.public_url or recovery.LOCAL_URL)
+    print(link.url)
+    print(f"(one use, until {link.expires_at:%Y-%m-%d %H:%M} UTC; replaces any earlier link)", file=sys.stderr)
+    return 0
+
+
 async def _seed_demo(res: Resources, args: argparse.Namespace) -> int:
     from supportswarm.demo import seed_demo
 
@@ -138,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a new API token for a user")
     token.add_argument("username")
     token.add_argument("--name", default="cli")
+    reset = sub.add_parser("reset-link", help="print a one-time password reset link for a user (valid 1 hour)")
+    reset.add_argument("username")
     sub.add_parser("demo", help="seed realistic demo content")
     imp = sub.add_parser("import", help="import questions with batched embedding: JSON Lines (DESIGN.md), "
                          "a Stack Exchange Posts.xml, or a SupportSwarm export")
@@ -157,6 +169,7 @@ RESOURCE_COMMANDS: dict[str, Command] = {
     "migrate": _migrate,
     "createuser": _createuser,
     "token": _token,
+    "reset-link": _reset_link,
     "demo": _seed_demo,
     "import": _import,
     "reindex": _reindex,

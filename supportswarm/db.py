@@ -22,6 +22,7 @@ MODEL_MODULES = [
     "supportswarm.swarm.models",
     "supportswarm.metrics.models",
     "supportswarm.webhooks.models",
+    "supportswarm.moderation.models",
 ]
 
 EMBEDDED_DATABASE = "supportswarm"

@@ -34,7 +34,7 @@ from tortoise.transactions import in_transaction
 from embeddings import Embedder, Vectors
 from supportswarm.forum.services import BODY_MAX, TITLE_MAX
 from supportswarm.jobs import JobQueue
-from supportswarm.matching import search
+from supportswarm.matching import density, search
 from supportswarm.matching import services as matching
 from supportswarm.matching.search import question_text
 from supportswarm.resources import Resources
@@ -455,6 +455,8 @@ async def command_import(res: Resources, path: Path, *, batch_size: int = BATCH,
         await search.refresh_search_terms()  # the new words' frequencies, for full-text ranking
     if not inline and wait and report.embedded:
         await _follow_workers(res)
+    if report.embedded and (inline or wait):
+        await _refresh_density(res)
     return 1 if report.read and not (report.imported or report.existing) else 0
 
 
@@ -470,7 +472,18 @@ async def command_reindex(res: Resources, *, everything: bool = True, wait: bool
     print(f"{total} questions {'re-embedded' if inline else 'queued for the workers'} with {model}")
     if not inline and wait and total:
         await _follow_workers(res)
+    if total and (inline or wait):
+        await _refresh_density(res)
     return 0
+
+
+async def _refresh_density(res: Resources) -> None:
+    """A bulk change moves every question's neighbourhood: all densities are recomputed, with a bar
+    (without waiting for the workers, the daily REFRESH_DENSITY job does it; matching/density.py)."""
+    model = res.embedder.name
+    bar = ProgressBar("density", await density.count_embedded(model))
+    await density.refresh_density(model=model, progress=bar)
+    bar.close()
 
 
 async def _follow_workers(res: Resources) -> None:

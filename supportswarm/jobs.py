@@ -26,6 +26,7 @@ class JobName(StrEnum):
     EMBED_QUESTION = "embed_question"
     EMBED_QUESTIONS = "embed_questions"
     REFRESH_SEARCH_TERMS = "refresh_search_terms"
+    REFRESH_DENSITY = "refresh_density"
     INVITE_HELPERS = "invite_helpers"
     UPDATE_EXPERTISE = "update_expertise"
     DETECT_EMERGENT = "detect_emergent"
@@ -34,6 +35,7 @@ class JobName(StrEnum):
     REPUBLISH = "republish"
     DISPATCH_WEBHOOKS = "dispatch_webhooks"
     DELIVER_WEBHOOK = "deliver_webhook"
+    SEND_RESET_MAIL = "send_reset_mail"
 
 
 JobFunction = Callable[..., Awaitable[Any]]
@@ -111,6 +113,20 @@ class InProcessJobQueue:
         await self.drain()
 
 
+def arq_queue_name(namespace: str) -> str:
+    """The arq queue of a deployment: SUPPORTSWARM_REDIS_NAMESPACE keeps two deployments on one Redis
+    database from taking each other's jobs."""
+    return f"{namespace}arq:queue"
+
+
+async def create_arq_pool(redis_url: str, namespace: str) -> Any:
+    """An arq pool whose jobs go to this deployment's queue."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    return await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=arq_queue_name(namespace))
+
+
 # Redis unreachable: refused, reset, timed out (redis-py's errors, and OSError from below it).
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -125,13 +141,18 @@ class ArqJobQueue:
 
     MAX_PENDING = 10_000
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, *, namespace: str = "") -> None:
         self.pool = pool
+        # arq keys a job by its id alone (`arq:job:<id>`), whatever the queue: ids carry the namespace too,
+        # or one deployment's queued job would stop the other's from being enqueued.
+        self.namespace = namespace
         self._pending: deque[tuple[str, str | None, dict[str, Any]]] = deque(maxlen=self.MAX_PENDING)
         self._flusher: asyncio.Task[None] | None = None
 
     async def enqueue(self, name: JobName, *, job_id: str | None = None, **kwargs: Any) -> None:
         telemetry.JOBS_ENQUEUED.labels(str(name)).inc()
+        if job_id is not None:
+            job_id = self.namespace + job_id
         if not self._pending:  # else keep the order: behind the jobs already waiting
             try:
                 await self.pool.enqueue_job(str(name), _job_id=job_id, **kwargs)

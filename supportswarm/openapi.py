@@ -22,8 +22,11 @@ from supportswarm.forum.models import QuestionStatus
 from supportswarm.httpkit import MAX_BODY, MAX_ID
 from supportswarm.matching import routes as matching_routes
 from supportswarm.matching import services as matching
+from supportswarm.matching import site_search
 from supportswarm.matching.models import SuggestionOutcome
 from supportswarm.metrics import services as metrics
+from supportswarm.moderation import services as moderation
+from supportswarm.moderation.models import FlagReason, FlagStatus
 from supportswarm.swarm.models import SwarmStatus
 from supportswarm.validation import MAX_TAGS
 from supportswarm.webhooks import services as webhooks
@@ -71,7 +74,14 @@ SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({"code": STR, "detail": STR}, {"field": STR})}),
     "User": obj({"id": INT, "username": STR, "role": {"enum": [str(r) for r in Role]}, "reputation": INT}),
     "Auth": obj({"user": ref("User"), "token": STR}),
-    "Me": obj({"user": ref("User")}),
+    "Me": obj({"user": {"allOf": [ref("User"), obj({"email": nullable(STR)})]}}),
+    "Token": obj({"id": INT, "name": STR, "created_at": TIME, "last_used_at": nullable(TIME)}),
+    "TokenList": obj({"items": array(ref("Token"))}),
+    "NewToken": {"allOf": [ref("Token"), obj({"token": {"type": "string", "description": "shown only once"}})]},
+    "AdminUser": {"allOf": [ref("User"), obj({"is_active": BOOL, "created_at": TIME, "last_seen_at": nullable(TIME)},
+                                             {"email": nullable(STR)})]},
+    "UserList": obj({"items": array(ref("AdminUser")), "page": INT, "total": INT, "per_page": INT}),
+    "ResetLink": obj({"url": STR, "expires_at": TIME}),
     "Ok": obj({"ok": BOOL}),
     "QuestionSummary": obj({
         "id": INT, "external_id": nullable(STR), "title": STR, "status": {"enum": [str(s) for s in QuestionStatus]},
@@ -79,15 +89,15 @@ SCHEMAS: dict[str, Schema] = {
         "accepted_answer_id": nullable(INT), "duplicate_of_id": nullable(INT), "created_at": TIME,
         "last_activity_at": TIME,
     }),
-    "Comment": obj({"id": INT, "body": STR, "author": nullable(STR), "created_at": TIME}),
+    "Comment": obj({"id": INT, "body": STR, "author": nullable(STR), "created_at": TIME}, {"hidden": BOOL}),
     "Answer": obj({
         "id": INT, "question_id": INT, "body": STR, "score": INT, "is_accepted": BOOL, "is_wiki": BOOL,
         "from_swarm_id": nullable(INT), "author": nullable(STR), "created_at": TIME,
     }),
     "QuestionDetail": {"allOf": [ref("QuestionSummary"), obj({
         "body": STR, "comments": array(ref("Comment")),
-        "answers": array({"allOf": [ref("Answer"), obj({"comments": array(ref("Comment"))})]}),
-    })]},
+        "answers": array({"allOf": [ref("Answer"), obj({"comments": array(ref("Comment"))}, {"hidden": BOOL})]}),
+    }, {"hidden": {"type": "boolean", "description": "hidden by a moderator: non-staff get placeholder text"}})]},
     "QuestionList": obj({"items": array(ref("QuestionSummary")), "page": INT, "total": INT, "per_page": INT}),
     "Route": obj({"type": {"enum": ["suggested_answer", "forum", "swarm"]}}, {
         "suggestion_id": INT, "question_id": INT, "answer_id": INT, "score": NUM, "swarm_id": INT, "ws_url": STR,
@@ -99,6 +109,12 @@ SCHEMAS: dict[str, Schema] = {
         "results": array(obj({"id": INT, "external_id": nullable(STR), "title": STR, "score": NUM,
                               "accepted_answer_id": nullable(INT)}, {"answer_excerpt": nullable(STR)})),
     }),
+    "SearchResults": obj({"items": array({"allOf": [ref("QuestionSummary"), obj({
+        "matched_in": array({"enum": list(site_search.KINDS)}),
+        "match": obj({"in": {"enum": list(site_search.KINDS)}, "url": STR}),
+        "title_html": {"type": "string", "description": "the title, HTML-escaped, matches in <mark>"},
+        "snippet_html": {"type": "string", "description": "where it matched, HTML-escaped, matches in <mark>"},
+    })]}), "page": INT, "per_page": INT, "total": INT}),
     "SuggestionDecision": obj({"suggestion_id": INT, "outcome": {"enum": [str(o) for o in SuggestionOutcome]},
                                "question_id": nullable(INT), "answer_id": nullable(INT)}),
     "Score": obj({"score": INT}),
@@ -145,6 +161,21 @@ SCHEMAS: dict[str, Schema] = {
                                                 "log": array({"type": "object"})}))}),
     "Redelivery": obj({"id": INT, "status": {"enum": [str(s) for s in DeliveryStatus]}}),
     "Deleted": obj({"deleted": BOOL}),
+    "Flagged": obj({"id": INT, "reason": {"enum": [str(r) for r in FlagReason]},
+                    "status": {"enum": [str(s) for s in FlagStatus]},
+                    "hidden": {"type": "boolean", "description": "the post is hidden now (pending review)"}}),
+    "FlagGroup": obj({
+        "post": obj({"kind": {"enum": [str(k) for k in moderation.PostKind]}, "id": INT, "question_id": INT,
+                     "swarm_id": nullable(INT), "seq": nullable(INT), "title": nullable(STR), "body": STR,
+                     "url": STR, "author": nullable(STR), "hidden": BOOL, "hidden_at": nullable(TIME),
+                     "auto_hidden": BOOL}),
+        "count": INT, "reasons": {"type": "object", "additionalProperties": INT},
+        "flags": array(obj({"id": INT, "reason": {"enum": [str(r) for r in FlagReason]}, "detail": STR,
+                            "status": {"enum": [str(s) for s in FlagStatus]}, "user": STR, "created_at": TIME})),
+    }),
+    "FlagQueue": obj({"status": {"enum": [str(s) for s in FlagStatus]}, "items": array(ref("FlagGroup")),
+                      "total": INT}),
+    "Resolved": {"allOf": [ref("FlagGroup"), obj({"action": {"enum": [str(a) for a in moderation.Action]}})]},
     "Health": obj({"status": {"const": "ok"}}),
     "Ready": obj({"status": {"enum": ["ready", "unavailable"]}, "checks": obj({"database": BOOL, "broker": BOOL})}),
 }
@@ -220,7 +251,48 @@ def _account_paths() -> dict[str, Any]:
         "/api/v1/auth/login": {"post": op("Log in; sets the session cookie", 200, "Auth", body=login,
                                           errors=(400, 401, 403, 413, 429, 503), tag="accounts")},
         "/api/v1/auth/logout": {"post": op("Clear the session cookie", 200, "Ok", errors=(403, 503), tag="accounts")},
-        "/api/v1/me": {"get": op("The current user", 200, "Me", errors=(401, 403, 503), tag="accounts")},
+        "/api/v1/me": {
+            "get": op("The current user (with their email)", 200, "Me", errors=(401, 403, 503), tag="accounts"),
+            "patch": op("Change your email address (null or \"\" removes it)", 200, "Me", tag="accounts",
+                        body=obj({"email": nullable({"type": "string", "maxLength": 254})})),
+        },
+    }
+
+
+def _me_paths() -> dict[str, Any]:
+    password = obj({"current_password": {"type": "string", "maxLength": accounts.MAX_PASSWORD},
+                    "new_password": {"type": "string", "minLength": accounts.MIN_PASSWORD,
+                                     "maxLength": accounts.MAX_PASSWORD}})
+    token = obj({"name": {"type": "string", "minLength": 1, "maxLength": accounts.TOKEN_NAME_MAX}})
+    return {
+        "/api/v1/me/password": {"post": op(
+            "Change your password (the current one is required); signs out your other sessions, tokens stay", 200,
+            "Ok", body=password, tag="accounts")},
+        "/api/v1/me/tokens": {
+            "get": op("Your API tokens (never the tokens themselves)", 200, "TokenList", errors=(401, 403, 429, 503),
+                      tag="accounts"),
+            "post": op("Create an API token; the reply carries it, once", 201, "NewToken", body=token,
+                       tag="accounts"),
+        },
+        "/api/v1/me/tokens/{id}": {"delete": _with_id(op("Revoke one of your tokens", 200, "Deleted",
+                                                         tag="accounts"))},
+    }
+
+
+def _user_admin_paths() -> dict[str, Any]:
+    listing = [query("q", {"type": "string", "maxLength": 32, "description": "part of the username"}),
+               query("role", {"enum": [str(r) for r in Role]}), PAGE]
+    update = {"type": "object", "minProperties": 1, "properties": {"role": {"enum": [str(r) for r in Role]},
+                                                                   "is_active": BOOL}}
+    return {
+        "/api/v1/users": {"get": op("Users by name and role (admins; leads see no email addresses)", 200, "UserList",
+                                    params=listing, errors=(400, 401, 403, 429, 503), tag="accounts")},
+        "/api/v1/users/{id}": {"patch": _with_id(op(
+            "Change a user's role or deactivate / reactivate them (admins; not themselves)", 200, "AdminUser",
+            body=update, tag="accounts"))},
+        "/api/v1/users/{id}/password-reset": {"post": _with_id(op(
+            "A one-time password reset link for the user, valid one hour (admins)", 201, "ResetLink",
+            tag="accounts"))},
     }
 
 
@@ -274,7 +346,14 @@ def _answer_paths() -> dict[str, Any]:
 def _matching_paths() -> dict[str, Any]:
     similar = [query("q", {"type": "string", "minLength": 1, "maxLength": matching_routes.Q_MAX}, required=True),
                query("limit", {"type": "integer", "minimum": 1, "maximum": matching.MAX_LIMIT})]
+    search = [query("q", {"type": "string", "minLength": 1, "maxLength": site_search.Q_MAX,
+                          "description": 'words, "phrases", -exclusions, or; tag:NAME is:STATUS user:NAME'},
+                    required=True),
+              query("page", {"type": "integer", "minimum": 1, "maximum": site_search.MAX_PAGE}),
+              query("status", {"enum": list(site_search.STATUSES)}), query("tag", TAG)]
     return {
+        "/api/v1/search": {"get": op("Search questions, answers, comments and swarm transcripts, best first", 200,
+                                     "SearchResults", params=search, errors=READ, tag="matching")},
         "/api/v1/similar": {"get": op("Similar solved questions while typing, best first", 200, "Similar",
                                       params=similar, errors=READ, tag="matching")},
         "/api/v1/suggestions/{id}/accept": {"post": _with_id(op(
@@ -340,6 +419,30 @@ def _webhook_paths() -> dict[str, Any]:
     }
 
 
+def _moderation_paths() -> dict[str, Any]:
+    flag = obj({"reason": {"enum": [str(r) for r in FlagReason]}}, {"detail": {
+        "type": "string", "maxLength": moderation.DETAIL_MAX, "description": "required for needs_attention"}})
+    staff = (400, 401, 403, 429, 503)
+    paths: dict[str, Any] = {
+        f"/api/v1/{kind}s/{{id}}/flag": {"post": _with_id(op(
+            f"Flag a {kind} (signed-in members, not its author; one open flag each)", 201, "Flagged", body=flag,
+            tag="moderation"))}
+        for kind in ("question", "answer", "comment")
+    }
+    in_room = [{"name": name, "in": "path", "required": True, "schema": ID} for name in ("swarm_id", "seq")]
+    return paths | {
+        "/api/v1/swarms/{swarm_id}/messages/{seq}/flag": {"post": op(
+            "Flag a swarm room message (those who may see the room)", 201, "Flagged", body=flag, params=in_room,
+            tag="moderation")},
+        "/api/v1/flags": {"get": op("Flagged posts with their flags, grouped by post (staff)", 200, "FlagQueue",
+                                    params=[query("status", {"enum": [str(s) for s in FlagStatus]})],
+                                    errors=staff, tag="moderation")},
+        "/api/v1/flags/{id}/resolve": {"post": _with_id(op(
+            "Dismiss the post's flags, hide the post or restore it (staff)", 200, "Resolved",
+            body=obj({"action": {"enum": [str(a) for a in moderation.Action]}}), tag="moderation"))},
+    }
+
+
 def _ops_paths() -> dict[str, Any]:
     ready = {"200": {"description": "ready"} | _json(ref("Ready")),
              "503": {"description": "the database or the broker does not answer"} | _json(ref("Ready"))}
@@ -354,8 +457,10 @@ def _ops_paths() -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for part in (_account_paths, _question_paths, _answer_paths, _matching_paths, _swarm_paths, _metrics_paths,
-                 _webhook_paths, _ops_paths):
+    # The caller's own password and tokens come last: clients and fuzzers that walk the document in order
+    # (tests/security/test_fuzz.py) may revoke the very token they call with.
+    for part in (_account_paths, _user_admin_paths, _question_paths, _answer_paths, _matching_paths, _swarm_paths,
+                 _metrics_paths, _webhook_paths, _moderation_paths, _ops_paths, _me_paths):
         paths |= part()
     return {
         "openapi": "3.1.0",

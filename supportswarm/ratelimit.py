@@ -51,8 +51,11 @@ LIMITS: dict[str, Limit] = {
     "comment": Limit(30, 600),
     "vote": Limit(60, 60),
     "open_swarm": Limit(10, 600),
+    "flag": Limit(20, 3600),  # per hour: plenty for a careful member, too few to flood the queue
     "similar": Limit(120, 60),  # search-as-you-type: each call embeds the text
     "room_message": Limit(60, 60),  # `say` frames per user, over all their connections (swarm/ws.py)
+    "password_reset": Limit(5, 3600, by_ip=True),  # "forgot password?" forms per IP per hour
+    "reset_mail": Limit(3, 3600),  # reset mails per username or address asked for, from any IP (`reset_mail_allowed`)
 }
 
 # (HTTP method, route name) -> bucket in LIMITS.
@@ -78,6 +81,13 @@ ROUTE_BUCKETS: dict[tuple[str, str], str] = {
     ("POST", "api_open_swarm"): "open_swarm",
     ("POST", "open_swarm"): "open_swarm",
     ("GET", "api_similar"): "similar",
+    ("POST", "forgot_password"): "password_reset",
+    ("GET", "api_search"): "similar",  # the search box embeds its text too
+    ("GET", "search"): "similar",
+    ("POST", "api_flag_question"): "flag",
+    ("POST", "api_flag_answer"): "flag",
+    ("POST", "api_flag_comment"): "flag",
+    ("POST", "api_flag_message"): "flag",
 }
 
 
@@ -146,6 +156,18 @@ def _enabled(scope: Scope) -> bool:
     app = scope.get("app")
     settings: Settings | None = getattr(getattr(app, "state", None), "settings", None)
     return settings is not None and settings.rate_limits
+
+
+async def reset_mail_allowed(request: Request, identifier: object) -> bool:
+    """Whether another reset mail may go to whoever `identifier` names: a flood of requests from many IPs
+    must not fill one person's inbox. Counted whether or not the account exists, so it reveals nothing."""
+    settings: Settings = request.app.state.settings
+    broker: Broker | None = getattr(request.state, "broker", None)
+    if not settings.rate_limits or broker is None:
+        return True
+    name = identifier.strip().lower() if isinstance(identifier, str) else ""
+    key = "rl:reset_mail:" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return await hit(broker, "reset_mail", key) == 0.0
 
 
 # --- login backoff ------------------------------------------------------------------------------------

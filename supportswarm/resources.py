@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,11 +25,40 @@ from supportswarm.db import (
     tortoise_config,
 )
 from supportswarm.errors import ConfigurationError
-from supportswarm.jobs import ArqJobQueue, InProcessJobQueue, JobFunction, JobQueue, PeriodicJob
+from supportswarm.jobs import ArqJobQueue, InProcessJobQueue, JobFunction, JobQueue, PeriodicJob, create_arq_pool
 from supportswarm.realtime.broker import Broker
 from supportswarm.realtime.memory import MemoryBroker
 from supportswarm.realtime.redis import RedisBroker
 from supportswarm.settings import Settings
+
+# Collect the young generation every 10,000 net allocations instead of 700, and the whole heap after 100 middle
+# collections instead of 10 (CPython's defaults: 700, 10, 10). Why: a young collection that runs while requests
+# are in flight promotes their objects, and those promotions are what lead to full collections. A full
+# collection traverses every connection's objects, which freezing cannot exempt (1,000 connections: 0.1-0.3 s
+# of stalled event loop every 20-30 s under load, the rooms' p99; bench/README.md, "Swarm rooms"). With these
+# thresholds no full collection came in the load phases of that benchmark, and a young one took under 1 ms.
+GC_THRESHOLDS = (10_000, 10, 100)
+
+
+def tune_gc() -> None:
+    """Once the web process has started: fewer full collections (GC_THRESHOLDS), and none of them traversing
+    the start-up heap (freeze_heap)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    freeze_heap()
+
+
+def freeze_heap() -> None:
+    """Collect garbage, then exempt every object alive now from future collections (gc.freeze).
+
+    Why: each full collection of CPython's cycle collector traverses every tracked object, and a web process
+    holds hundreds of thousands of long-lived ones (modules, classes, ORM and template metadata, the model).
+    Under load those full collections stalled the event loop for ~0.3 s, the swarm rooms' p99; frozen objects
+    are never traversed again. Call it when what is alive is the process's lasting state (after start-up,
+    after loading the model): a frozen object that later becomes cyclic garbage is never freed, so freezing
+    now and then would leak, while freezing at those moments keeps at most what was in flight then.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class LazyEmbedder:
@@ -44,6 +74,7 @@ class LazyEmbedder:
             if self._model is None:
                 self._model = load_embedder(self._settings.model_path, threads=self._settings.embed_threads)
                 telemetry.EMBED_MODEL_LOADED.set(1)
+                freeze_heap()  # the model's many objects live as long as the process
         return self._model
 
     @property
@@ -135,8 +166,6 @@ async def open_resources(
 
 async def _open_jobs(settings: Settings, functions: Mapping[str, JobFunction], ctx: dict[str, Any]) -> JobQueue:
     if settings.redis_url:
-        from arq import create_pool
-        from arq.connections import RedisSettings
-
-        return ArqJobQueue(await create_pool(RedisSettings.from_dsn(settings.redis_url)))
+        pool = await create_arq_pool(settings.redis_url, settings.redis_namespace)
+        return ArqJobQueue(pool, namespace=settings.redis_namespace)
     return InProcessJobQueue(functions, ctx)

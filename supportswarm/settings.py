@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 def _default_data_dir() -> Path:
@@ -37,7 +38,8 @@ class Settings:
         default="supportswarm:",
         metadata=_env(
             "SUPPORTSWARM_REDIS_NAMESPACE",
-            "prefix of pub/sub channels and presence keys; deployments sharing one Redis need distinct ones.",
+            "prefix of pub/sub channels, presence keys, the arq job queue and job ids; deployments sharing one "
+            "Redis need distinct ones.",
         ),
     )
     secret_key: str = field(
@@ -104,6 +106,13 @@ class Settings:
             "an unanswered question older than this gets a swarm and invitations.",
         ),
     )
+    flags_to_hide: int = field(
+        default=3,
+        metadata=_env(
+            "SUPPORTSWARM_FLAGS_TO_HIDE",
+            "distinct users whose spam or rude flags hide a post until a moderator reviews it.",
+        ),
+    )
     allowed_origins: tuple[str, ...] = field(
         default=(),
         metadata=_env(
@@ -126,6 +135,38 @@ class Settings:
         ),
     )
     debug: bool = field(default=False, metadata=_env("SUPPORTSWARM_DEBUG", "set to 1 for tracebacks in responses."))
+    public_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "SUPPORTSWARM_PUBLIC_URL",
+            "the site's address as users reach it (`https://support.example.com`), for links in mails and "
+            "`supportswarm reset-link`. Unset: mails are off, the CLI prints `http://127.0.0.1:8000` links.",
+        ),
+    )
+    smtp_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "SUPPORTSWARM_SMTP_URL",
+            "mail server for password-reset mails: `smtp://user:pass@host:587` (STARTTLS when offered; a password "
+            "is only sent encrypted, or to loopback) or `smtps://...:465`. With SUPPORTSWARM_PUBLIC_URL it turns on "
+            "\"forgot password?\"; unset: users ask an admin for a reset link.",
+        ),
+    )
+    mail_from: str = field(
+        default="SupportSwarm <noreply@localhost>",
+        metadata=_env("SUPPORTSWARM_MAIL_FROM", "the From address of mails."),
+    )
+
+    def __repr__(self) -> str:
+        # URLs may carry passwords: shown with the password masked; the secret key not at all.
+        shown = [f"{f.name}={_masked(getattr(self, f.name))!r}" for f in fields(self) if f.repr]
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def mail_enabled(self) -> bool:
+        """Self-service password reset by mail: a mail server and the address links point to (never the
+        request's Host header, which a client chooses)."""
+        return bool(self.smtp_url and self.public_url)
 
     @property
     def embedded(self) -> bool:
@@ -140,6 +181,17 @@ class Settings:
             if raw is not None and raw != "":
                 kwargs[name] = parse(raw)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _masked(value: object) -> object:
+    """`scheme://user:***@host/...` for a URL with a password; anything else unchanged."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}"))
 
 
 def _flag(raw: str) -> bool:
@@ -163,10 +215,14 @@ _PARSERS = {
     "expert_reputation": int,
     "trusted_reputation": int,
     "sla_minutes": int,
+    "flags_to_hide": int,
     "allowed_origins": _words,
     "rate_limits": _flag,
     "json_logs": _flag,
     "debug": _flag,
+    "public_url": str,
+    "smtp_url": str,
+    "mail_from": str,
 }
 
 ENV_NAMES = {f.name: f.metadata["env"] for f in fields(Settings)}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from supportswarm.jobs import JobFunction, JobName, PeriodicJob
-from workers import matching, metrics, swarm, webhooks
+from workers import accounts, matching, metrics, swarm, webhooks
 
 JOB_FUNCTIONS: dict[str, JobFunction] = {
+    **accounts.FUNCTIONS,
     **matching.FUNCTIONS,
     **metrics.FUNCTIONS,
     **swarm.FUNCTIONS,

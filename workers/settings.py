@@ -31,7 +31,7 @@ from arq.worker import Function, Retry, Worker, create_worker
 
 from embeddings import Embedder
 from supportswarm import telemetry
-from supportswarm.jobs import JobFunction, PeriodicJob
+from supportswarm.jobs import JobFunction, PeriodicJob, arq_queue_name
 from supportswarm.ops import unavailable_detail
 from supportswarm.resources import Resources, open_resources
 from supportswarm.settings import Settings
@@ -111,14 +111,16 @@ def cron_times(every_s: int) -> CronTimes:
     return CronTimes(second=0, minute=0, hour=0)
 
 
-def arq_crons(periodic: Sequence[PeriodicJob], functions: Mapping[str, JobFunction]) -> list[CronJob]:
-    """One arq cron per periodic job; `unique` gives each tick one job id, so N workers run it once."""
+def arq_crons(periodic: Sequence[PeriodicJob], functions: Mapping[str, JobFunction],
+              namespace: str = "") -> list[CronJob]:
+    """One arq cron per periodic job; `unique` gives each tick one job id, so N workers run it once. The id
+    is the cron's name and the tick: the namespace in the name keeps another deployment's tick from taking it."""
     crons = []
     for job in periodic:
         times = cron_times(job.every_s)
-        crons.append(cron(resilient(str(job.name), functions[job.name]), name=f"cron:{job.name}", unique=True,
-                          keep_result=min(job.every_s, 3600), second=times.second, minute=times.minute,
-                          hour=times.hour))
+        crons.append(cron(resilient(str(job.name), functions[job.name]), name=f"{namespace}cron:{job.name}",
+                          unique=True, keep_result=min(job.every_s, 3600), second=times.second,
+                          minute=times.minute, hour=times.hour))
     return crons
 
 
@@ -180,11 +182,13 @@ def worker_settings(
         raise ValueError("an arq worker needs REDIS_URL")
     startup, shutdown = _lifecycle(settings, embedder)
     kwargs = {k: v for k, v in vars(WorkerSettings).items() if not k.startswith("_")}
-    if functions is not None or periodic_jobs is not None:
-        chosen = JOB_FUNCTIONS if functions is None else functions
+    chosen = JOB_FUNCTIONS if functions is None else functions
+    if functions is not None:
         kwargs["functions"] = arq_functions(chosen)
-        kwargs["cron_jobs"] = arq_crons(PERIODIC_JOBS if periodic_jobs is None else periodic_jobs, chosen)
+    kwargs["cron_jobs"] = arq_crons(PERIODIC_JOBS if periodic_jobs is None else periodic_jobs, chosen,
+                                    namespace=settings.redis_namespace)
     return kwargs | {
+        "queue_name": arq_queue_name(settings.redis_namespace),
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -25,6 +25,8 @@ class User(Model):
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_seen_at = fields.DatetimeField(null=True)
+    # Session cookies carry it (sessions.py); bumped to sign out every session at once.
+    session_generation = fields.IntField(default=0)
 
     class Meta:
         table = "users"
@@ -43,3 +45,18 @@ class ApiToken(Model):
 
     class Meta:
         table = "api_tokens"
+
+
+class PasswordReset(Model):
+    """The one live reset link of a user (its token's SHA-256); deleted when used or replaced."""
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name=False)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "password_resets"

@@ -54,6 +54,18 @@ def can_manage_users(user: User | None) -> bool:
     return user is not None and user.role == Role.ADMIN
 
 
+def can_view_users(user: User | None) -> bool:
+    """The user list (names, roles, active or not): admins, and leads, who need to see who is on their team.
+    Only admins change anything, and only admins see email addresses (`can_manage_users`)."""
+    return user is not None and user.role in METRICS_ROLES
+
+
+def can_change_account(actor: User, target: User, *, role: Role, is_active: bool) -> bool:
+    """An admin may change anyone but themselves out of admin or active, so the last admin cannot lock
+    everyone out by a slip."""
+    return actor.id != target.id or (role == Role.ADMIN and is_active)
+
+
 def can_manage_webhooks(user: User | None) -> bool:
     """Webhooks send forum events to any URL with a secret: an admin decision (issue 9)."""
     return user is not None and user.role == Role.ADMIN

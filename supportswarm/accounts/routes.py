@@ -4,12 +4,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from supportswarm.accounts import services
-from supportswarm.accounts.models import User
-from supportswarm.accounts.sessions import SessionSigner
+from supportswarm.accounts import admin_routes, reset_routes, services, settings_routes
+from supportswarm.accounts.sessions import SessionSigner, start_session
 from supportswarm.errors import NotAuthenticated, SwarmError
 from supportswarm.forum.services import list_questions
-from supportswarm.httpkit import body_data, form_data, login_required, ok, render, user_of
+from supportswarm.httpkit import body_data, form_data, ok, render, user_of
 from supportswarm.ratelimit import login_attempt
 
 
@@ -18,18 +17,11 @@ def _signer(request: Request) -> SessionSigner:
     return signer
 
 
-async def _start_session(request: Request, response: Response, user: User) -> None:
-    signer = _signer(request)
-    response.headers.append(
-        "set-cookie", signer.cookie_header(signer.dumps(signer.new_session(user)), secure=request.url.scheme == "https")
-    )
-
-
 async def api_signup(request: Request) -> Response:
     data = await body_data(request)
     user = await services.register(data.get("username"), data.get("password"), email=data.get("email"))
     response = ok({"user": user.public(), "token": await services.create_token(user, name="signup")}, 201)
-    await _start_session(request, response, user)
+    start_session(request, response, user)
     return response
 
 
@@ -38,7 +30,7 @@ async def api_login(request: Request) -> Response:
     async with login_attempt(request, data.get("username")):
         user = await services.authenticate(data.get("username"), data.get("password"))
     response = ok({"user": user.public(), "token": await services.create_token(user, name="login")})
-    await _start_session(request, response, user)
+    start_session(request, response, user)
     return response
 
 
@@ -51,11 +43,6 @@ async def api_logout(request: Request) -> Response:
     return _clear_cookie(request, ok({"ok": True}))
 
 
-async def api_me(request: Request) -> Response:
-    user = login_required(request)
-    return ok({"user": user.public()})
-
-
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
         return render(request, "accounts/login.html", {"next": request.query_params.get("next", "/")})
@@ -66,7 +53,7 @@ async def login_page(request: Request) -> Response:
     except NotAuthenticated as exc:  # a lockout (RateLimited) is answered 429 with Retry-After instead
         return render(request, "accounts/login.html", {"error": exc.detail, "form": data}, 400)
     response = RedirectResponse(_safe_next(data.get("next")), status_code=303)
-    await _start_session(request, response, user)
+    start_session(request, response, user)
     return response
 
 
@@ -79,7 +66,7 @@ async def signup_page(request: Request) -> Response:
     except SwarmError as exc:
         return render(request, "accounts/signup.html", {"error": exc.detail, "field": exc.field, "form": data}, 400)
     response = RedirectResponse("/", status_code=303)
-    await _start_session(request, response, user)
+    start_session(request, response, user)
     return response
 
 
@@ -103,10 +90,12 @@ async def profile_page(request: Request) -> Response:
 
 
 routes = [
+    *settings_routes.routes,
+    *admin_routes.routes,
+    *reset_routes.routes,
     Route("/api/v1/auth/signup", api_signup, methods=["POST"], name="api_signup"),
     Route("/api/v1/auth/login", api_login, methods=["POST"], name="api_login"),
     Route("/api/v1/auth/logout", api_logout, methods=["POST"], name="api_logout"),
-    Route("/api/v1/me", api_me, methods=["GET"], name="api_me"),
     Route("/login", login_page, methods=["GET", "POST"], name="login"),
     Route("/signup", signup_page, methods=["GET", "POST"], name="signup"),
     Route("/logout", logout_page, methods=["POST"], name="logout"),

@@ -1,9 +1,11 @@
 """Who is asking: a signed session cookie (browsers) or a bearer token (scripts), and CSRF for cookies.
 
 Pure ASGI middleware, so it serves websockets too. It resolves the user once per request into
-`scope["state"]["user"]`. Cookie-authenticated unsafe requests must carry the session's CSRF
-token, in the `X-CSRF-Token` header or, for HTML forms, the `csrf_token` field (checked by
-`httpkit.form_data`). Cross-site Origins on unsafe cookie requests are refused outright.
+`scope["state"]["user"]`. A cookie names the user's session generation: changing the password (or a
+reset, or a deactivation) bumps it, and every cookie of an older generation stops working.
+Cookie-authenticated unsafe requests must carry the session's CSRF token, in the `X-CSRF-Token` header
+or, for HTML forms, the `csrf_token` field (checked by `httpkit.form_data`). Cross-site Origins on
+unsafe cookie requests are refused outright.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from supportswarm.accounts import services
@@ -31,6 +35,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 class Session:
     user_id: int
     csrf: str
+    generation: int = 0
 
 
 class SessionSigner:
@@ -38,7 +43,7 @@ class SessionSigner:
         self._serializer = URLSafeTimedSerializer(secret_key, salt="supportswarm-session")
 
     def dumps(self, session: Session) -> str:
-        return self._serializer.dumps({"u": session.user_id, "c": session.csrf})
+        return self._serializer.dumps({"u": session.user_id, "c": session.csrf, "g": session.generation})
 
     def loads(self, raw: str) -> Session | None:
         try:
@@ -47,16 +52,26 @@ class SessionSigner:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("u"), int) or not isinstance(data.get("c"), str):
             return None
-        return Session(user_id=data["u"], csrf=data["c"])
+        generation = data.get("g", 0)  # cookies from before generations existed are generation 0
+        if not isinstance(generation, int):
+            return None
+        return Session(user_id=data["u"], csrf=data["c"], generation=generation)
 
     def new_session(self, user: User) -> Session:
-        return Session(user_id=user.id, csrf=secrets.token_urlsafe(24))
+        return Session(user_id=user.id, csrf=secrets.token_urlsafe(24), generation=user.session_generation)
 
     def cookie_header(self, value: str, *, secure: bool, max_age: int = MAX_AGE) -> str:
         parts = [f"{COOKIE}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
         if secure:
             parts.append("Secure")
         return "; ".join(parts)
+
+
+def start_session(request: Request, response: Response, user: User) -> None:
+    """Signs `user` in on this browser: a new session cookie (and CSRF token) in the user's current generation."""
+    signer: SessionSigner = request.app.state.signer
+    value = signer.dumps(signer.new_session(user))
+    response.headers.append("set-cookie", signer.cookie_header(value, secure=request.url.scheme == "https"))
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -109,7 +124,9 @@ class AuthMiddleware:
         if session is None:
             return None, None, None
         user = await services.get_user(session.user_id)
-        return (user, session, "cookie") if user else (None, None, None)
+        if user is None or user.session_generation != session.generation:
+            return None, None, None
+        return user, session, "cookie"
 
     def _origin_problem(self, headers: dict[str, str]) -> str:
         origin = headers.get("origin")

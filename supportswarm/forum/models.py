@@ -38,6 +38,8 @@ class Question(Model):
     updated_at = fields.DatetimeField()
     last_activity_at = fields.DatetimeField()
     embedding_model = fields.CharField(max_length=100, null=True)
+    hidden_at = fields.DatetimeField(null=True)  # hidden by a moderator or by flags (moderation/)
+    hidden_by = fields.ForeignKeyField("models.User", related_name=False, null=True)
     tags: fields.ManyToManyRelation[Tag] = fields.ManyToManyField(
         "models.Tag", through="question_tags", forward_key="tag_id", backward_key="question_id",
         related_name="questions",
@@ -58,6 +60,8 @@ class Answer(Model):
     from_swarm = fields.ForeignKeyField("models.Swarm", related_name=False, null=True)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
+    hidden_at = fields.DatetimeField(null=True)  # hidden by a moderator or by flags (moderation/)
+    hidden_by = fields.ForeignKeyField("models.User", related_name=False, null=True)
 
     class Meta:
         table = "answers"
@@ -70,6 +74,8 @@ class Comment(Model):
     author = fields.ForeignKeyField("models.User", related_name="comments", null=True)
     body = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
+    hidden_at = fields.DatetimeField(null=True)  # hidden by a moderator or by flags (moderation/)
+    hidden_by = fields.ForeignKeyField("models.User", related_name=False, null=True)
 
     class Meta:
         table = "comments"

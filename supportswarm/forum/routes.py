@@ -36,7 +36,7 @@ async def api_list_questions(request: Request) -> Response:
 
 
 async def api_get_question(request: Request) -> Response:
-    return ok(await services.question_detail(path_id(request)))
+    return ok(await services.question_detail(path_id(request), reveal=permissions.is_staff(user_of(request))))
 
 
 async def post_answer(request: Request) -> Response:
@@ -120,11 +120,13 @@ async def api_edit_answer(request: Request) -> Response:
 
 
 async def api_question_revisions(request: Request) -> Response:
-    return ok({"revisions": await services.revision_history(question_id=path_id(request))})
+    reveal = permissions.is_staff(user_of(request))
+    return ok({"revisions": await services.revision_history(question_id=path_id(request), reveal=reveal)})
 
 
 async def api_answer_revisions(request: Request) -> Response:
-    return ok({"revisions": await services.revision_history(answer_id=path_id(request))})
+    reveal = permissions.is_staff(user_of(request))
+    return ok({"revisions": await services.revision_history(answer_id=path_id(request), reveal=reveal)})
 
 
 async def mark_duplicate(request: Request) -> Response:
@@ -150,8 +152,8 @@ async def home_page(request: Request) -> Response:
 
 
 async def question_page(request: Request) -> Response:
-    detail = await services.question_detail(path_id(request))
     user = user_of(request)
+    detail = await services.question_detail(path_id(request), reveal=permissions.is_staff(user))
     votes = await services.user_vote_map(user, detail["id"], [a["id"] for a in detail["answers"]])
     asker = await services.get_question(detail["id"])
     return render(request, "forum/question.html", {
@@ -188,7 +190,8 @@ async def edit_answer_page(request: Request) -> Response:
 async def revisions_page(request: Request) -> Response:
     kind = request.path_params["kind"]
     key = {"answer_id": path_id(request)} if kind == "answers" else {"question_id": path_id(request)}
-    return render(request, "forum/revisions.html", {"revisions": await services.revision_history(**key)})
+    revisions = await services.revision_history(**key, reveal=permissions.is_staff(user_of(request)))
+    return render(request, "forum/revisions.html", {"revisions": revisions})
 
 
 routes = [

@@ -17,6 +17,7 @@ from supportswarm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from supportswarm.forum.models import Answer, Comment, Question, QuestionStatus, Revision, Tag, Vote
 from supportswarm.jobs import JobName, JobQueue
 from supportswarm.metrics.events import EventKind, record_event
+from supportswarm.moderation.visibility import shown
 from supportswarm.validation import TAG_RE
 
 TITLE_MAX = 200
@@ -272,9 +273,14 @@ async def edit_answer(user: User, answer_id: int, *, body: object, comment: str 
     return await get_answer(answer.id)
 
 
-async def revision_history(*, question_id: int | None = None, answer_id: int | None = None) -> list[dict[str, Any]]:
-    """Each revision with a unified diff against the one before it, newest first."""
+async def revision_history(*, question_id: int | None = None, answer_id: int | None = None,
+                           reveal: bool = False) -> list[dict[str, Any]]:
+    """Each revision with a unified diff against the one before it, newest first. A hidden post's history
+    is for staff (`reveal`) only."""
     key = {"answer_id": answer_id} if answer_id else {"question_id": question_id}
+    model = Answer if answer_id else Question
+    if not reveal and await model.filter(id=answer_id or question_id, hidden_at__not_isnull=True).exists():
+        raise NotFound("this post was hidden by a moderator")
     revisions = await Revision.filter(**key).order_by("number").prefetch_related("editor")
     if not revisions:
         raise NotFound("no such post")
@@ -323,7 +329,7 @@ async def list_questions(*, status: str | None = None, tag: str | None = None, p
         raise InvalidInput(f"status must be one of {', '.join(FILTERS)}", field="status")
     if tag and not TAG_RE.match(tag.lower()):  # no such tag can exist; checked here, not by the ORM (a 500)
         raise InvalidInput("tag may use a-z, 0-9 and + # . - (at most 32 characters)", field="tag")
-    query = Question.all()
+    query = Question.filter(hidden_at=None)  # hidden by a moderator: found through /admin/flags
     if status:
         query = query.filter(**FILTERS[status])
     if tag:
@@ -356,24 +362,30 @@ def answer_dict(a: Answer) -> dict[str, Any]:
     }
 
 
-async def question_detail(question_id: int) -> dict[str, Any]:
+async def question_detail(question_id: int, *, reveal: bool = False) -> dict[str, Any]:
+    """The question page's content. Hidden posts show their text to staff only (`reveal`)."""
     q = await get_question(question_id)
     answers = await Answer.filter(question_id=q.id).order_by("-is_accepted", "-score", "created_at") \
         .prefetch_related("author")
     comments = await Comment.filter(question_id=q.id).order_by("created_at").prefetch_related("author")
     answer_comments = await Comment.filter(answer_id__in=[a.id for a in answers]).order_by("created_at") \
         .prefetch_related("author")
-    detail = question_summary(q) | {"body": q.body, "answers": [], "comments": [_comment(c) for c in comments]}
+    detail = question_summary(q) | {
+        "title": shown(q.title, q.hidden_at, reveal=reveal), "body": shown(q.body, q.hidden_at, reveal=reveal),
+        "hidden": q.hidden_at is not None, "answers": [], "comments": [_comment(c, reveal) for c in comments],
+    }
     for a in answers:
         detail["answers"].append(answer_dict(a) | {
-            "comments": [_comment(c) for c in answer_comments if c.answer_id == a.id]  # type: ignore[attr-defined]
+            "body": shown(a.body, a.hidden_at, reveal=reveal), "hidden": a.hidden_at is not None,
+            "comments": [_comment(c, reveal) for c in answer_comments
+                         if c.answer_id == a.id],  # type: ignore[attr-defined]
         })
     return detail
 
 
-def _comment(c: Comment) -> dict[str, Any]:
-    return {"id": c.id, "body": c.body, "author": c.author.username if c.author else None,
-            "created_at": c.created_at.isoformat()}
+def _comment(c: Comment, reveal: bool) -> dict[str, Any]:
+    return {"id": c.id, "body": shown(c.body, c.hidden_at, reveal=reveal), "hidden": c.hidden_at is not None,
+            "author": c.author.username if c.author else None, "created_at": c.created_at.isoformat()}
 
 
 async def user_vote_map(user: User | None, question_id: int, answer_ids: list[int]) -> dict[str, int]:

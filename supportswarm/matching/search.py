@@ -48,6 +48,7 @@ class Hit:
     text_rank: int | None
     text_score: float  # share of the query's IDF weight that this question contains, 0..1
     excerpt: str | None = None  # the accepted answer's first EXCERPT_CHARS characters
+    density: float | None = None  # mean cosine to its nearest questions (matching/density.py); None: not yet
     score: float = 0.0
 
 
@@ -87,7 +88,7 @@ WITH totals AS MATERIALIZED (
 ), matches AS MATERIALIZED (
     SELECT q.id, length(q.search) AS len, (SELECT sum(t.idf) FROM terms AS t WHERE q.search @@ t.query) AS matched
     FROM retrieval AS r JOIN questions AS q ON q.search @@ r.query
-    WHERE q.status <> 'duplicate' AND q.id <> $3
+    WHERE q.status <> 'duplicate' AND q.hidden_at IS NULL AND q.id <> $3
 )
 SELECT m.id, m.matched / (SELECT sum(idf) FROM terms) AS text_score,
        row_number() OVER (ORDER BY m.matched * 2.2 / (1.2 * (0.25 + 0.75 * m.len / n.avglen) + 1) DESC, m.id)
@@ -106,7 +107,7 @@ _VECTOR_SQL = f"""
 WITH vq AS MATERIALIZED (
     SELECT id, embedding <=> $1::real[]::vector AS dist
     FROM questions
-    WHERE $1::real[] IS NOT NULL AND embedding_model = $2 AND status <> 'duplicate' AND id <> $4
+    WHERE $1::real[] IS NOT NULL AND embedding_model = $2 AND status <> 'duplicate' AND hidden_at IS NULL AND id <> $4
     ORDER BY embedding <=> $1::real[]::vector
     LIMIT $3
 ), v AS (
@@ -114,11 +115,11 @@ WITH vq AS MATERIALIZED (
 ), ids AS (
     SELECT coalesce(v.id, x.id) AS id, v.r FROM v FULL JOIN unnest($5::int[]) AS x(id) ON x.id = v.id
 )
-SELECT q.id, q.external_id, q.title, q.accepted_answer_id, md5(a.body) AS solution,
-       left(a.body, {EXCERPT_CHARS + 1}) AS excerpt, ids.r AS vector_rank,
+SELECT q.id, q.external_id, q.title, a.id AS accepted_answer_id, md5(a.body) AS solution,
+       left(a.body, {EXCERPT_CHARS + 1}) AS excerpt, ids.r AS vector_rank, q.density,
        CASE WHEN q.embedding_model = $2 THEN 1 - (q.embedding <=> $1::real[]::vector) END AS cosine
 FROM ids JOIN questions AS q ON q.id = ids.id
-LEFT JOIN answers AS a ON a.id = q.accepted_answer_id
+LEFT JOIN answers AS a ON a.id = q.accepted_answer_id AND a.hidden_at IS NULL
 """
 
 TextHits = dict[int, tuple[int, float]]  # question id -> (text rank, text score)
@@ -173,7 +174,7 @@ def _hit(row: dict[str, Any], text: tuple[int, float] | None) -> Hit:
         accepted_answer_id=row["accepted_answer_id"], solution=row["solution"],
         cosine=None if cosine is None else float(cosine), vector_rank=row["vector_rank"],
         text_rank=None if text is None else text[0], text_score=0.0 if text is None else text[1],
-        excerpt=row["excerpt"],
+        excerpt=row["excerpt"], density=row["density"],
     )
 
 
@@ -182,9 +183,10 @@ class Fusion:
     """How the two candidate lists become one ranking (calibrated by bench/matching.py)."""
 
     per_answer: int = 5  # neighbours of one solution that count towards its vote
-    temperature: float = 0.07  # vote weight exp((cos - 1) / T): a close neighbour outweighs many far ones
+    temperature: float = 0.07  # vote weight exp((cos' - 1) / T): a close neighbour outweighs many far ones
     text_weight: float = 0.25  # share of the full-text leg (vote weight 1 / (rrf_k + rank)) in the hybrid vote
     rrf_k: int = 10
+    density_weight: float = 0.75  # cos' = cos - density_weight x the question's density: hubs lose their pull
 
 
 DEFAULT_FUSION = Fusion()
@@ -194,8 +196,9 @@ def fuse(hits: Sequence[Hit], mode: Mode = Mode.HYBRID, fusion: Fusion = DEFAULT
     """Best first, each with its `score`.
 
     HYBRID (the product): questions vote for their solution (equal accepted-answer text, else the
-    question itself), weighted by closeness, plus a full-text leg; one question per solution is kept
-    and `score` is that solution's share of the evidence (0..1, summing to 1 over the candidates).
+    question itself), weighted by closeness corrected for hubness (`density`), plus a full-text leg;
+    one question per solution is kept and `score` is that solution's share of the evidence (0..1,
+    summing to 1 over the candidates).
     RRF: reciprocal rank fusion of both lists. VECTOR: cosine. TEXT: normalised ts_rank_cd.
     """
     if mode == Mode.HYBRID:
@@ -221,8 +224,9 @@ def _vote(hits: Sequence[Hit], fusion: Fusion) -> list[Hit]:
     groups: dict[str, list[Hit]] = {}
     for hit in hits:
         groups.setdefault(solution_key(hit), []).append(hit)
-    vector_leg = _leg(groups, fusion.per_answer, lambda h: math.exp((h.cosine - 1.0) / fusion.temperature)
-                      if h.vector_rank is not None and h.cosine is not None else 0.0)
+    adjusted = _density_adjusted(hits, fusion.density_weight)
+    vector_leg = _leg(groups, fusion.per_answer, lambda h: math.exp((adjusted[h.id] - 1.0) / fusion.temperature)
+                      if h.vector_rank is not None and h.id in adjusted else 0.0)
     text_leg = _leg(groups, fusion.per_answer, lambda h: 1.0 / (fusion.rrf_k + h.text_rank)
                     if h.text_rank is not None else 0.0)
     weight = fusion.text_weight if any(text_leg.values()) else 0.0
@@ -230,6 +234,15 @@ def _vote(hits: Sequence[Hit], fusion: Fusion) -> list[Hit]:
     norm = sum(total.values()) or 1.0
     best = [replace(max(members, key=_closeness), score=total[key] / norm) for key, members in groups.items()]
     return sorted(best, key=lambda h: (-h.score, -(h.cosine or 0.0), h.id))
+
+
+def _density_adjusted(hits: Sequence[Hit], weight: float) -> dict[int, float]:
+    """Each embedded candidate's cosine less `weight` x its density (CSLS-style hubness correction). A
+    question whose density is not computed yet gets the candidates' mean: neither favoured nor punished."""
+    known = [h.density for h in hits if h.density is not None and h.cosine is not None]
+    fallback = sum(known) / len(known) if known else 0.0
+    return {h.id: h.cosine - weight * (fallback if h.density is None else h.density)
+            for h in hits if h.cosine is not None}
 
 
 def _leg(groups: dict[str, list[Hit]], per_answer: int, weigh: Callable[[Hit], float]) -> dict[str, float]:

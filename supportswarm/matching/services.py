@@ -20,6 +20,7 @@ from embeddings import Embedder, Vectors
 from supportswarm.errors import ConfigurationError
 from supportswarm.forum.models import QuestionStatus
 from supportswarm.jobs import JobName, JobQueue
+from supportswarm.matching import density
 from supportswarm.matching.search import (
     EMBEDDING_DIM,
     EXCERPT_CHARS,
@@ -38,8 +39,8 @@ from supportswarm.matching.search import (
 # the most questions while offers are >= 95% right and <= 5% of questions with no answer in the forum
 # get one. RELATED_THRESHOLD: the cosine below which the best question is not even related (Youden's J
 # between questions that have an answer in the forum and those that have none): an ask opens a swarm.
-ANSWER_THRESHOLD = 0.629
-ANSWER_MIN_COSINE = 0.67
+ANSWER_THRESHOLD = 0.595
+ANSWER_MIN_COSINE = 0.78
 RELATED_THRESHOLD = 0.836
 DEFAULT_LIMIT = 5
 MAX_LIMIT = 50
@@ -214,15 +215,19 @@ async def store_vectors(rows: Sequence[dict[str, Any]], vectors: Vectors, model:
     return len(values)
 
 
-async def embed_questions(question_ids: Sequence[int], *, embedder: Embedder) -> int:
-    """Embeds these questions (title + body) with the current model. The EMBED_QUESTION(S) jobs call it."""
+async def embed_questions(question_ids: Sequence[int], *, embedder: Embedder, neighbours: bool = False) -> int:
+    """Embeds these questions (title + body) with the current model and computes their density; with
+    `neighbours`, their nearest questions' density too (density.py says when). The EMBED_QUESTION(S)
+    jobs call it."""
     check_dimension(embedder)
     rows = await _load_texts(question_ids)
     if not rows:
         return 0
     texts = [question_text(r["title"], r["body"]) for r in rows]
     vectors = await asyncio.to_thread(embedder.encode, texts)
-    return await store_vectors(rows, vectors, embedder.name)
+    stored = await store_vectors(rows, vectors, embedder.name)
+    await density.update_density([r["id"] for r in rows], model=embedder.name, neighbours=neighbours)
+    return stored
 
 
 Store = Callable[[Vectors], Coroutine[Any, Any, int]]  # writes one batch's vectors; returns how many rows it wrote

@@ -26,6 +26,9 @@ class EventKind(StrEnum):
     SWARM_MESSAGE = "swarm_message"
     SWARM_RESOLVED = "swarm_resolved"
     QUESTION_RESOLVED = "question_resolved"
+    POST_FLAGGED = "post_flagged"
+    POST_HIDDEN = "post_hidden"
+    POST_RESTORED = "post_restored"
 
 
 async def record_event(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import random
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from supportswarm import telemetry
-from supportswarm.realtime.protocol import CloseCode, EventType
+from supportswarm.realtime.protocol import CloseCode, EventType, dumps
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,12 @@ class HubConfig:
     """A single send that takes longer than this closes the socket as a slow consumer."""
 
 
-def dumps(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=str)
+Frame = dict[str, Any] | str
+"""A frame to send: an object, or its JSON text when the same frame goes to many sockets (encoded once)."""
+
+
+def _text(frame: Frame) -> str:
+    return frame if isinstance(frame, str) else dumps(frame)
 
 
 class Connection:
@@ -72,24 +75,27 @@ class Connection:
         self._deadline = clock() + config.max_lifetime_s * (1 + 0.1 * random.random())
         self._heartbeat = config.heartbeat_s + config.heartbeat_jitter_s * random.random()
 
-    def push(self, frame: dict[str, Any]) -> bool:
+    def push(self, frame: Frame) -> bool:
         """Queue `frame` without waiting. On overflow the socket is closed with 4008 and False returned."""
         if self.closed.is_set():
             return False
         try:
-            self._queue.put_nowait(dumps(frame))
+            self._queue.put_nowait(_text(frame))
         except asyncio.QueueFull:
             log.info("websocket %s fell behind; closing it (it resumes)", self.key)
             self._close_soon(CloseCode.SLOW_CONSUMER, "too slow; reconnect and resume")
             return False
         return True
 
-    async def put(self, frame: dict[str, Any]) -> None:
+    async def put(self, frame: Frame) -> None:
         """Queue `frame`, waiting for room: for a connection's own producer (e.g. a long backlog), which
         should be paced by its client instead of overflowing. Raises ConnectionClosed once closed."""
         if self.closed.is_set():
             raise ConnectionClosed(self.key)
-        put = asyncio.ensure_future(self._queue.put(dumps(frame)))
+        if not self._queue.full():  # the usual case: no waiting, and no futures to make
+            self._queue.put_nowait(_text(frame))
+            return
+        put = asyncio.ensure_future(self._queue.put(_text(frame)))
         closed = asyncio.ensure_future(self.closed.wait())
         try:
             await asyncio.wait([put, closed], return_when=asyncio.FIRST_COMPLETED)
@@ -150,14 +156,17 @@ class Connection:
                 await self.close(CloseCode.GOING_AWAY, "connection lifetime reached",
                                  final={"type": EventType.RECONNECT, "reason": "lifetime"})
                 return
-            try:
-                async with asyncio.timeout(min(self._heartbeat, self._deadline - now)):
-                    text = await self._queue.get()
-            except TimeoutError:
-                if self._clock() < self._deadline:
-                    text = dumps({"type": EventType.HEARTBEAT})
-                else:
-                    continue
+            if not self._queue.empty():  # a burst: no timer to arm for the heartbeat
+                text = self._queue.get_nowait()
+            else:
+                try:
+                    async with asyncio.timeout(min(self._heartbeat, self._deadline - now)):
+                        text = await self._queue.get()
+                except TimeoutError:
+                    if self._clock() < self._deadline:
+                        text = dumps({"type": EventType.HEARTBEAT})
+                    else:
+                        continue
             async with asyncio.timeout(self.config.send_timeout_s):
                 await self.socket.send_text(text)
 

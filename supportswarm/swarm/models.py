@@ -34,6 +34,8 @@ class SwarmMessage(Model):
     body = fields.TextField()
     client_msg_id = fields.CharField(max_length=64)
     created_at = fields.DatetimeField(auto_now_add=True)
+    hidden_at = fields.DatetimeField(null=True)  # hidden by a moderator or by flags (moderation/)
+    hidden_by = fields.ForeignKeyField("models.User", related_name=False, null=True)
 
     class Meta:
         table = "swarm_messages"

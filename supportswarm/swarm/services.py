@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from supportswarm import telemetry
@@ -29,6 +29,7 @@ from supportswarm.forum.models import Answer, Question, QuestionStatus
 from supportswarm.jobs import JobName, JobQueue
 from supportswarm.metrics.events import EventKind, record_event
 from supportswarm.metrics.models import Event
+from supportswarm.moderation.visibility import shown
 from supportswarm.realtime.broker import Broker, BrokerUnavailable
 from supportswarm.realtime.protocol import INBOX_CHANNEL, Envelope, EventType, swarm_channel, user_channel
 from supportswarm.swarm.models import Swarm, SwarmLink, SwarmMessage, SwarmParticipant, SwarmStatus
@@ -55,9 +56,11 @@ def author_dict(user: User | None) -> dict[str, Any] | None:
 
 
 def message_frame(m: SwarmMessage, author: User | None) -> dict[str, Any]:
-    """The `message` event: also the broker envelope's data, the REST transcript item and the backlog item."""
+    """The `message` event: also the broker envelope's data, the REST transcript item and the backlog item.
+    A message hidden by a moderator reads HIDDEN_TEXT here for everyone; staff read it in /admin/flags."""
     return {"type": EventType.MESSAGE.value, "id": m.id, "seq": m.seq, "client_msg_id": m.client_msg_id,
-            "author": author_dict(author), "body": m.body, "at": m.created_at.isoformat()}
+            "author": author_dict(author), "body": shown(m.body, m.hidden_at, reveal=False),
+            "at": m.created_at.isoformat()}
 
 
 def swarm_dict(swarm: Swarm, question: Question) -> dict[str, Any]:
@@ -284,30 +287,70 @@ def check_message(body: object, client_msg_id: object) -> tuple[str, str]:
     return text, client_msg_id
 
 
-class _Duplicate(Exception):
-    """Raised inside the transaction to undo the seq increment when a concurrent retry won the race."""
-
-
 @dataclass(frozen=True)
 class Posted:
     frame: dict[str, Any]
     created: bool  # False: a retried `say`, answered with the stored message
 
 
+# The whole `say` in one statement: one round trip and no ORM on the hot path (bench/README.md, "Swarm
+# rooms"). `head` takes the swarm's row lock and the next seq, which serialises the room's writers until
+# commit: commit order = seq order. A retry whose message is already stored takes no seq (`stored`); one
+# racing a concurrent retry of the same client_msg_id fails the INSERT's unique constraint, which undoes the
+# whole statement, seq included, so seqs stay gap-free. The participant row and the SWARM_MESSAGE event are
+# written only with the message.
+_POST_MESSAGE_SQL = """
+WITH stored AS (
+    SELECT id FROM swarm_messages WHERE swarm_id = $1 AND client_msg_id = $4
+), head AS (
+    UPDATE swarms SET last_seq = last_seq + 1 WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT FROM stored)
+    RETURNING last_seq, question_id
+), message AS (
+    INSERT INTO swarm_messages (swarm_id, seq, author_id, body, client_msg_id, created_at)
+    SELECT $1, last_seq, $2, $3, $4, $5 FROM head RETURNING id, seq
+), member AS (
+    INSERT INTO swarm_participants (swarm_id, user_id, joined_at, messages) SELECT $1, $2, $5, 1 FROM message
+    ON CONFLICT (swarm_id, user_id) DO UPDATE SET messages = swarm_participants.messages + 1
+), logged AS (
+    INSERT INTO events (kind, at, actor_id, question_id, swarm_id, data)
+    SELECT $6, $5, $2, question_id, $1, jsonb_build_object('seq', last_seq) FROM head
+)
+SELECT message.id, message.seq, head.question_id, EXISTS (SELECT FROM stored) AS stored
+FROM (SELECT) AS one LEFT JOIN head ON true LEFT JOIN message ON true
+"""
+
+
 async def post_message(swarm_id: int, user: User, body: object, client_msg_id: object, *, broker: Broker,
-                       jobs: JobQueue) -> Posted:
-    """Store a room message with the next `seq`, then publish it. Idempotent per `client_msg_id`."""
+                       jobs: JobQueue, first_response: bool = True) -> Posted:
+    """Store a room message with the next `seq`, then publish it. Idempotent per `client_msg_id`.
+
+    `first_response=False` skips checking whether this is the question's first response, for a caller who
+    knows it cannot be: a room session once this user's message is stored (it was the first response, or
+    one came before it, or the user is the asker, whose messages never count).
+    """
     text, cmid = check_message(body, client_msg_id)
-    stored = await _stored_message(swarm_id, cmid)
-    if stored is not None:
-        return Posted(stored, False)
+    at = now()
     try:
-        message = await _insert_message(swarm_id, user, text, cmid)
-    except _Duplicate:
-        stored = await _stored_message(swarm_id, cmid)
-        assert stored is not None
+        if first_response:
+            async with in_transaction() as conn:
+                row = await _insert_message(conn, swarm_id, user, text, cmid, at)
+                if row["id"] is not None:
+                    await forum.record_response(await Question.get(id=row["question_id"]), user, at)
+        else:
+            row = await _insert_message(connections.get("default"), swarm_id, user, text, cmid, at)
+    except IntegrityError:  # a concurrent retry of the same client_msg_id stored it first
+        if (stored := await _stored_message(swarm_id, cmid)) is None:
+            raise
         return Posted(stored, False)
+    if row["stored"]:
+        stored = await _stored_message(swarm_id, cmid)
+        assert stored is not None, "messages are deleted only with their swarm"
+        return Posted(stored, False)
+    if row["id"] is None:
+        await _raise_not_open(swarm_id)
     telemetry.MESSAGES.inc()
+    message = SwarmMessage(id=row["id"], swarm_id=swarm_id, seq=row["seq"], author_id=user.id, body=text,
+                           client_msg_id=cmid, created_at=at)
     frame = message_frame(message, user)
     envelope = Envelope(channel=swarm_channel(swarm_id), type=EventType.MESSAGE.value, op="add", data=frame,
                         seq=message.seq)
@@ -316,37 +359,16 @@ async def post_message(swarm_id: int, user: User, body: object, client_msg_id: o
     return Posted(frame, True)
 
 
+async def _insert_message(conn: BaseDBAsyncClient, swarm_id: int, user: User, text: str, cmid: str,
+                          at: datetime) -> dict[str, Any]:
+    rows = await conn.execute_query_dict(_POST_MESSAGE_SQL,
+                                         [swarm_id, user.id, text, cmid, at, EventKind.SWARM_MESSAGE.value])
+    return rows[0]
+
+
 async def _stored_message(swarm_id: int, client_msg_id: str) -> dict[str, Any] | None:
     m = await SwarmMessage.filter(swarm_id=swarm_id, client_msg_id=client_msg_id).select_related("author").first()
     return None if m is None else message_frame(m, m.author)
-
-
-async def _insert_message(swarm_id: int, user: User, text: str, cmid: str) -> SwarmMessage:
-    at = now()
-    async with in_transaction() as conn:
-        # The row lock taken here serialises writers in this room until commit: commit order = seq order.
-        rows = await conn.execute_query_dict(
-            "UPDATE swarms SET last_seq = last_seq + 1 WHERE id = $1 AND status = 'open' "
-            "RETURNING last_seq, question_id", [swarm_id])
-        if not rows:
-            await _raise_not_open(swarm_id)
-        seq, question_id = rows[0]["last_seq"], rows[0]["question_id"]
-        inserted = await conn.execute_query_dict(
-            "INSERT INTO swarm_messages (swarm_id, seq, author_id, body, client_msg_id, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (swarm_id, client_msg_id) DO NOTHING RETURNING id",
-            [swarm_id, seq, user.id, text, cmid, at])
-        if not inserted:
-            raise _Duplicate(cmid)
-        updated = await SwarmParticipant.filter(swarm_id=swarm_id, user_id=user.id).update(messages=F("messages") + 1)
-        if not updated:
-            await SwarmParticipant.create(swarm_id=swarm_id, user_id=user.id, joined_at=at, messages=1)
-        await record_event(EventKind.SWARM_MESSAGE, actor_id=user.id, question_id=question_id, swarm_id=swarm_id,
-                           at=at, seq=seq)
-        question = await Question.get(id=question_id)
-        if user.id != question.author_id:  # type: ignore[attr-defined]
-            await forum.record_response(question, user, at)
-    return SwarmMessage(id=inserted[0]["id"], swarm_id=swarm_id, seq=seq, author_id=user.id, body=text,
-                        client_msg_id=cmid, created_at=at)
 
 
 async def _raise_not_open(swarm_id: int) -> None:

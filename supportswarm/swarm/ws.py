@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import weakref
 from typing import Any
@@ -25,7 +26,7 @@ from supportswarm.accounts.models import User
 from supportswarm.accounts.sessions import same_origin
 from supportswarm.errors import InvalidInput, NotAuthenticated, RateLimited, SwarmError
 from supportswarm.realtime.broker import Broker, BrokerUnavailable, Subscription, SubscriptionLost
-from supportswarm.realtime.hub import Connection, Hub
+from supportswarm.realtime.hub import Connection, Frame, Hub
 from supportswarm.realtime.protocol import (
     INBOX_CHANNEL,
     CloseCode,
@@ -50,6 +51,7 @@ FRAME_LIMIT = (40, 1.0)  # frames of any type per window per connection; over it
 STRIKE_LIMIT = (5, 10.0)  # rate_limited errors per window before the connection is closed with 4429
 TYPING_EVERY_S = 2.0  # typing notices faster than this are dropped, not errors
 PRESENCE_BATCH_S = 0.5  # at most one presence broadcast per room and process in this interval, per 100 members
+FRAME_TYPES = frozenset(FrameType)
 
 
 class BadFrame(SwarmError):
@@ -98,7 +100,7 @@ def parse_frame(text: str) -> dict[str, Any]:
         frame = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise BadFrame("frames must be JSON") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str) or frame["type"] not in set(FrameType):
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str) or frame["type"] not in FRAME_TYPES:
         raise BadFrame(f"frames must be objects with a type in {', '.join(FrameType)}")
     return frame
 
@@ -182,6 +184,7 @@ class RoomSession:
         self._online: set[int] = set()
         self._last_typing = 0.0
         self._helper = permissions.is_helper(user, expert_reputation=settings.expert_reputation)
+        self._responded = False  # a message of this user is stored: no later one can be the first response
 
     async def run(self, last_seq: int) -> None:
         try:
@@ -264,10 +267,9 @@ class RoomSession:
             if len(page) < services.BACKLOG_PAGE:
                 return
 
-    async def deliver(self, frame: dict[str, Any]) -> None:
-        """Send a room message in seq order exactly once: skip what was sent, read gaps from the database."""
+    async def deliver(self, seq: int, frame: Frame) -> None:
+        """Send room message `seq` in seq order exactly once: skip what was sent, read gaps from the database."""
         async with self._lock:
-            seq = frame["seq"]
             if seq <= self.highest:
                 return
             if seq > self.highest + 1:
@@ -291,17 +293,17 @@ class RoomSession:
                     await self._fill(None)
 
     async def _on_envelope(self, envelope: Envelope) -> None:
-        data = envelope.data
+        data = envelope.data  # sent as envelope.data_json(): encoded once for every member in this process
         if envelope.type == EventType.MESSAGE and envelope.seq is not None:
-            await self.deliver(data)
+            await self.deliver(envelope.seq, envelope.data_json())
         elif envelope.type == EventType.TYPING:
             if (data.get("user") or {}).get("id") != self.user.id:
-                self.conn.push(data)
+                self.conn.push(envelope.data_json())
         elif envelope.type == EventType.PRESENCE:
             self._online = {m["id"] for m in data.get("members", []) if m.get("status") == "online"}
-            self.conn.push(data)
+            self.conn.push(envelope.data_json())
         elif envelope.type == EventType.RESOLVED:
-            self.conn.push(data)
+            self.conn.push(envelope.data_json())
 
     # --- presence -------------------------------------------------------------------------------------
 
@@ -316,6 +318,8 @@ class RoomSession:
             await asyncio.sleep(PRESENCE_REFRESH_S)
             try:
                 await self._refresh_presence()
+                if not _looks.setdefault(self.broker, _Looks()).due(self.swarm.id, time.monotonic()):
+                    continue
                 online = services.online_user_ids(await self.broker.presence(self.channel))
                 if online != self._online:  # e.g. a dead replica's members expired: tell the room
                     announce_presence(self.swarm.id, self.broker)
@@ -386,9 +390,10 @@ class RoomSession:
 
     async def _say(self, frame: dict[str, Any]) -> None:
         posted = await services.post_message(self.swarm.id, self.user, frame.get("body"), frame.get("client_msg_id"),
-                                             broker=self.broker, jobs=self.jobs)
+                                             broker=self.broker, jobs=self.jobs, first_response=not self._responded)
+        self._responded = self._responded or posted.created
         if posted.created or posted.frame["seq"] > self.highest:
-            await self.deliver(posted.frame)  # the echo, in order, even if the broker dropped the notification
+            await self.deliver(posted.frame["seq"], posted.frame)  # the echo, in order, even if the broker dropped it
         else:
             self.conn.push(posted.frame)  # a retried say: the sender gets the stored message again
 
@@ -436,6 +441,31 @@ async def _announce(swarm_id: int, broker: Broker, batches: dict[int, _Batch], b
                 return
     finally:
         batches.pop(swarm_id, None)
+
+
+# Looking for expired members reads the room's whole presence list, O(members): 0.5 ms in a room of 1,000. Every
+# session doing it every interval made that room read a million entries per interval, in bursts (sessions that
+# connected together tick together), i.e. stalls of tens of ms. One session per room and process looks; what it
+# sees changed is broadcast to every member.
+class _Looks:
+    """When a session of each room last looked for expired members, in this process."""
+
+    def __init__(self) -> None:
+        self._at: dict[int, float] = {}
+        self._prune_at = 1024
+
+    def due(self, swarm_id: int, now: float) -> bool:
+        """True (and noted) if no session of the room looked within the last interval."""
+        if self._at.get(swarm_id, -math.inf) > now - PRESENCE_REFRESH_S:
+            return False
+        self._at[swarm_id] = now
+        if len(self._at) > self._prune_at:  # amortised O(1): forget idle rooms only when the dict doubled
+            self._at = {room: at for room, at in self._at.items() if at > now - PRESENCE_REFRESH_S}
+            self._prune_at = max(1024, 2 * len(self._at))
+        return True
+
+
+_looks: weakref.WeakKeyDictionary[Broker, _Looks] = weakref.WeakKeyDictionary()  # per app
 
 
 # --- the inbox ------------------------------------------------------------------------------------------

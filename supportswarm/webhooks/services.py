@@ -40,6 +40,7 @@ from supportswarm.accounts.models import User
 from supportswarm.errors import InvalidInput, NotFound
 from supportswarm.jobs import JobName, JobQueue
 from supportswarm.metrics.events import EventKind
+from supportswarm.moderation.visibility import HIDDEN_TEXT
 from supportswarm.webhooks.models import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 
 EVENT_KINDS = (EventKind.QUESTION_ASKED, EventKind.SWARM_OPENED, EventKind.QUESTION_RESOLVED)
@@ -218,7 +219,8 @@ _LOCK_SQL = ("SELECT last_txid::text AS txid, last_event_id, pg_snapshot_xmin(pg
 _EVENTS_SQL = """
 SELECT e.id, e.kind, e.at, e.txid::text AS txid, e.question_id, e.answer_id, e.swarm_id,
        u.id AS actor_id, u.username AS actor_username, u.role AS actor_role,
-       q.title, q.external_id, q.status AS question_status, q.accepted_answer_id,
+       q.title, q.hidden_at IS NOT NULL AS question_hidden, q.external_id, q.status AS question_status,
+       q.accepted_answer_id,
        (SELECT coalesce(array_agg(t.name ORDER BY t.name), '{}') FROM question_tags qt
         JOIN tags t ON t.id = qt.tag_id WHERE qt.question_id = q.id) AS tags,
        s.reason AS swarm_reason, s.status AS swarm_status
@@ -290,7 +292,9 @@ def event_payload(row: dict[str, Any]) -> dict[str, Any]:
     }
     if row["question_id"] is not None:
         payload["question"] = {
-            "id": row["question_id"], "external_id": row["external_id"], "title": row["title"],
+            "id": row["question_id"], "external_id": row["external_id"],
+            # A question hidden by a moderator before dispatch: receivers get the placeholder, not its title.
+            "title": HIDDEN_TEXT if row["question_hidden"] else row["title"], "hidden": row["question_hidden"],
             "status": row["question_status"], "tags": list(row["tags"] or []),
             "accepted_answer_id": row["accepted_answer_id"], "path": f"/questions/{row['question_id']}",
         }

@@ -75,7 +75,8 @@ async def pages_of(res: Resources) -> dict[str | None, list[tuple[str, str]]]:
     assert resolved is not None and live is not None and unanswered is not None
     return {
         None: [("home", "/"), ("question-unanswered", f"/questions/{unanswered.id}"), ("profile", "/users/lars"),
-               ("login", "/login"), ("signup", "/signup"), ("error-404", "/questions/999999")],
+               ("login", "/login"), ("signup", "/signup"), ("error-404", "/questions/999999"),
+               ("search", "/search?q=card")],
         "maria": [("question-solved-by-swarm", f"/questions/{resolved.question_id}"),  # type: ignore[attr-defined]
                   ("ask", "/ask")],
         "dana": [("room", f"/swarms/{live.id}")],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from supportswarm.matching.search import Fusion, Hit, Mode, fuse, question_text
@@ -57,3 +59,19 @@ class TestFuse:
 
     def test_nothing_found_is_an_empty_ranking(self) -> None:
         assert fuse([], Mode.HYBRID) == []
+
+
+class TestDensity:
+    def test_a_dense_question_loses_its_pull(self) -> None:
+        # The hub is a little closer, but it is close to everything: the specific question wins.
+        hub = replace(hit(1, cosine=0.80, vector_rank=1, solution="hub"), density=0.75)
+        specific = replace(hit(2, cosine=0.78, vector_rank=2, solution="s"), density=0.45)
+        assert fuse([hub, specific], Mode.HYBRID, Fusion(text_weight=0.0, density_weight=0.0))[0].id == 1
+        assert fuse([hub, specific], Mode.HYBRID, Fusion(text_weight=0.0, density_weight=0.5))[0].id == 2
+
+    def test_a_question_without_density_yet_counts_as_average(self) -> None:
+        known = [replace(hit(i, cosine=0.8, vector_rank=i, solution=f"s{i}"), density=d)
+                 for i, d in ((1, 0.4), (2, 0.6))]
+        new = hit(3, cosine=0.8, vector_rank=3, solution="s3")
+        ranked = fuse([*known, new], Mode.HYBRID, Fusion(text_weight=0.0, density_weight=0.5))
+        assert [h.id for h in ranked] == [1, 3, 2], "the mean density: between the two known ones"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tortoise import connections
+from tortoise import connections, timezone
 
 from embeddings import Embedder
 from supportswarm.forum.models import Question
@@ -110,6 +110,21 @@ class TestVisibility:
         await forum.mark_duplicate(await forum_content.user("mod", "staff"), copy, faq["password"].question_id)
         ids = [r["id"] for r in (await similar(client, "reset my password", limit=10))["results"]]
         assert copy not in ids and faq["password"].question_id in ids
+
+    async def test_hidden_questions_and_answers_are_never_offered(self, client: httpx.AsyncClient,
+                                                                  faq: dict[str, Answered]) -> None:
+        from supportswarm.forum.models import Answer
+
+        query = "I forgot my password, how can I get back into my account?"
+        assert (await similar(client, query))["decision"] == "answer"
+        await Answer.filter(id=faq["password"].answer_id).update(hidden_at=timezone.now())
+        data = await similar(client, query, limit=10)
+        listed = {r["id"]: r for r in data["results"]}
+        assert listed[faq["password"].question_id]["accepted_answer_id"] is None, "a hidden answer is no solution"
+        assert data["decision"] == "ask"
+        await Question.filter(id=faq["password"].question_id).update(hidden_at=timezone.now())
+        ids = [r["id"] for r in (await similar(client, query, limit=10))["results"]]
+        assert faq["password"].question_id not in ids
 
     async def test_vectors_of_another_model_are_never_compared(self, faq: dict[str, Answered],
                                                                embedder: Embedder) -> None:

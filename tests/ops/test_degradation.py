@@ -85,7 +85,7 @@ async def test_redis_down_pages_and_api_work_live_rooms_reconnect_and_recover(
             await back.say("after the outage", "m-2")
             for member in (back, helper):
                 assert (await member.next("message"))["body"] == "after the outage"
-            invite = f"arq:job:invite:{during.json()['id']}"
+            invite = f"arq:job:{env['SUPPORTSWARM_REDIS_NAMESPACE']}invite:{during.json()['id']}"  # ids carry it
             await wait_for(lambda: _redis_has(redis_server.url, invite), what="the job queued during the outage")
             await back.ws.close()
             await helper.ws.close()

@@ -9,14 +9,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from arq import create_pool
-from arq.connections import RedisSettings
 from arq.worker import Worker
 from prometheus_client import REGISTRY
 
 from embeddings import Embedder
 from supportswarm.db import parse_database_url
-from supportswarm.jobs import ArqJobQueue, JobFunction, JobName, PeriodicJob
+from supportswarm.jobs import ArqJobQueue, JobFunction, JobName, PeriodicJob, arq_queue_name, create_arq_pool
 from supportswarm.resources import Resources
 from supportswarm.settings import Settings
 from tests.ops.conftest import RedisProcess
@@ -102,7 +100,7 @@ async def test_worker_runs_jobs_with_resources_retries_outages_and_fails_bugs(
     rec = Recorder()
     functions: dict[str, JobFunction] = {JobName.EMBED_QUESTION: rec.flaky, JobName.DETECT_EMERGENT: rec.broken}
     before = (_count("embed_question", "retry"), _count("embed_question", "ok"), _count("detect_emergent", "failed"))
-    jobs = ArqJobQueue(await create_pool(RedisSettings.from_dsn(redis_server.url)))  # what `serve` enqueues with
+    jobs = ArqJobQueue(await create_arq_pool(redis_server.url, settings.redis_namespace))  # what `serve` enqueues with
     try:
         await jobs.enqueue(JobName.EMBED_QUESTION, job_id="embed-question:7", n=21)
         await jobs.enqueue(JobName.EMBED_QUESTION, job_id="embed-question:7", n=21)  # still queued: not again
@@ -126,8 +124,8 @@ async def test_periodic_jobs_become_unique_crons(settings: Settings, redis_serve
     kwargs = worker_settings(replace(settings, redis_url=redis_server.url), functions={JobName.SLA_WATCH: rec.broken},
                              periodic_jobs=[PeriodicJob(JobName.SLA_WATCH, every_s=60)])
     (cron_job,) = kwargs["cron_jobs"]
-    assert (cron_job.name, cron_job.unique, cron_job.second, cron_job.minute) == ("cron:sla_watch", True, 0, set(
-        range(60)))
+    assert (cron_job.name, cron_job.unique, cron_job.second, cron_job.minute) == (
+        "supportswarm:cron:sla_watch", True, 0, set(range(60)))  # the namespace: one tick per deployment
     assert kwargs["redis_settings"].port == redis_server.port
 
 
@@ -145,7 +143,7 @@ async def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued(
     kwargs = worker_settings(settings, functions={JobName.EMBED_QUESTION: slow}, periodic_jobs=[], embedder=embedder)
     assert kwargs["job_completion_wait"] >= 20  # what `docker stop` waits for: see compose.yaml stop_grace_period
     worker = Worker(**kwargs | {"max_jobs": 1, "poll_delay": 0.01}, handle_signals=False)
-    pool = await create_pool(RedisSettings.from_dsn(redis_server.url))
+    pool = await create_arq_pool(redis_server.url, settings.redis_namespace)
     try:
         for n in (1, 2):
             await ArqJobQueue(pool).enqueue(JobName.EMBED_QUESTION, job_id=f"embed:{n}", n=n)
@@ -156,6 +154,7 @@ async def test_sigterm_lets_the_running_job_finish_and_leaves_the_rest_queued(
         await asyncio.wait_for(asyncio.wait([run]), 10)
         await worker.close()
         assert done == [1]  # the running job finished ...
-        assert await pool.zcard("arq:queue") == 1  # ... and the other waits for the next worker
+        # ... and the other waits for the next worker
+        assert await pool.zcard(arq_queue_name(settings.redis_namespace)) == 1
     finally:
         await pool.aclose()

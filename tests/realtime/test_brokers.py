@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import socket
 import uuid
@@ -398,6 +399,14 @@ def test_envelope_round_trips() -> None:
     assert decode(encode(envelope).encode()) == envelope
     ephemeral = Envelope(channel="swarm:7", type="typing", data={})
     assert decode(encode(ephemeral)) == ephemeral
+
+
+def test_envelope_data_is_encoded_once() -> None:
+    envelope = Envelope(channel="swarm:7", type="message", data={"type": "message", "body": "héllo"}, seq=1)
+    text = envelope.data_json()
+    assert text == '{"type":"message","body":"héllo"}' and json.loads(text) == envelope.data
+    assert envelope.data_json() is text, "every subscriber's socket gets the one encoding"
+    assert envelope == Envelope(channel="swarm:7", type="message", data={"type": "message", "body": "héllo"}, seq=1)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from supportswarm.matching import routing
 from supportswarm.metrics import emergent
 from supportswarm.metrics.emergent import EmergentConfig
 from supportswarm.metrics.rollup import fetch
+from supportswarm.moderation import services as moderation
 from supportswarm.resources import Resources
 from supportswarm.swarm import services as swarms
 from supportswarm.webhooks import services as webhooks
@@ -86,6 +87,34 @@ class Scene:
     async def answer(self) -> int:
         a = await forum.post_answer(self.cast.owner, await self.question(), f"Answer {words()}")
         return a.id
+
+    async def comment(self) -> int:
+        c = await forum.post_comment(self.cast.owner, f"Comment {words()}", question_id=await self.question())
+        return c.id
+
+    async def message(self) -> int:
+        """A live swarm on the owner's question whose message 1 a staff helper wrote; returns the swarm's id."""
+        swarm_id = await self.swarm()
+        helper = await accounts.register(f"helper{next(_counter)}", PASSWORD, role="staff")
+        await swarms.post_message(swarm_id, helper, f"Message {words()}", "m1", broker=self.resources.broker,
+                                  jobs=NoJobs())
+        return swarm_id
+
+    async def flag(self) -> int:
+        """A pending flag by a fresh member on the owner's question."""
+        flagger = await accounts.register(f"flagger{next(_counter)}", PASSWORD)
+        flagged = await moderation.flag_post(flagger, moderation.PostKind.QUESTION, await self.question(),
+                                             reason="off_topic", detail="", flags_to_hide=3)
+        return flagged.flag.id
+
+    async def token(self) -> int:
+        """One of the owner's API tokens (not the one the cell authenticates with)."""
+        row, _token = await accounts.issue_token(self.cast.owner, name=words(1))
+        return row.id
+
+    async def user(self) -> int:
+        """A fresh customer for the admins' user management to act on."""
+        return (await accounts.register(f"member{next(_counter)}", PASSWORD)).id
 
     async def suggestion(self) -> int:
         """A confident match offered to the owner (an answered question with the same text)."""

@@ -55,19 +55,25 @@ ADMIN = (401, 403, 403, 403, 403, 200, 403)
 ADMIN_201 = (401, 403, 403, 403, 403, 201, 403)
 ADMIN_202 = (401, 403, 403, 403, 403, 202, 403)
 ADMIN_303 = (401, 403, 403, 403, 403, 303, 403)
+OWN_ONLY = (401, 404, 404, 404, 404, 404, 200)  # a token: someone else's is "not found", like a missing one
+OWN_ONLY_303 = (401, 404, 404, 404, 404, 404, 303)
+ANYONE_400 = (400,) * 7  # anyone may use a reset link; a wrong one is bad input, whoever sends it
 ASKER_ONLY = (401, 403, 403, 403, 403, 403, 200)  # a suggestion: only the customer it was offered to
 ASKER_ONLY_201 = (401, 403, 403, 403, 403, 403, 201)
 ASKER_ONLY_303 = (401, 403, 403, 403, 403, 403, 303)
 MEMBERS = (401, 403, 200, 200, 200, 200, 200)  # a live swarm: the asker and helpers
 MEMBERS_201 = (401, 403, 201, 201, 201, 201, 201)
 MEMBERS_303 = (401, 403, 303, 303, 303, 303, 303)
+NOT_OWN_201 = (401, 201, 201, 201, 201, 201, 403)  # flags: anyone signed in but the author
 
 VOTE = {"value": 1}
 ANSWER = {"body": "Restart the router, then try again."}
 COMMENT = {"body": "Which model is it?"}
 EDIT_Q = {"title": "An edited title that is long enough", "body": "edited body", "tags": "edited"}
 EDIT_A = {"body": "An edited answer body."}
+NEW_PASSWORD = {"current_password": PASSWORD, "new_password": PASSWORD}  # the same: later cells log in with it
 HOOK = {"url": "http://127.0.0.1:9/hook", "description": "matrix"}
+FLAG = {"reason": "spam"}
 
 MATRIX: dict[tuple[str, str], tuple[Call, tuple[int, ...]]] = {
     # operations
@@ -86,6 +92,27 @@ MATRIX: dict[tuple[str, str], tuple[Call, tuple[int, ...]]] = {
     ("POST", "/signup"): (Call(body={"username": "$new_username", "password": PASSWORD}), (303,) * 7),
     ("POST", "/logout"): (Call(), (303,) * 7),
     ("GET", "/users/{username}"): (Call(), ALL_200),
+    # account settings and user administration
+    ("PATCH", "/api/v1/me"): (Call(body={"email": "matrix@example.com"}), LOGGED_IN),
+    ("POST", "/api/v1/me/password"): (Call(body=NEW_PASSWORD), LOGGED_IN),
+    ("GET", "/api/v1/me/tokens"): (Call(), LOGGED_IN),
+    ("POST", "/api/v1/me/tokens"): (Call(body={"name": "matrix"}), LOGGED_IN_201),
+    ("DELETE", "/api/v1/me/tokens/{id:int}"): (Call("token"), OWN_ONLY),
+    ("GET", "/settings"): (Call(), LOGGED_IN),
+    ("POST", "/settings/email"): (Call(body={"email": "matrix@example.com"}), LOGGED_IN_303),
+    ("POST", "/settings/password"): (Call(body=NEW_PASSWORD), LOGGED_IN_303),
+    ("POST", "/settings/tokens"): (Call(body={"name": "matrix"}), LOGGED_IN),  # the page showing it once
+    ("POST", "/settings/tokens/{id:int}/revoke"): (Call("token"), OWN_ONLY_303),
+    ("GET", "/api/v1/users"): (Call(), LEADS),  # leads read the list; only admins change it
+    ("PATCH", "/api/v1/users/{id:int}"): (Call("user", {"role": "expert"}), ADMIN),
+    ("POST", "/api/v1/users/{id:int}/password-reset"): (Call("user"), ADMIN_201),
+    ("GET", "/admin/users"): (Call(), LEADS),
+    ("POST", "/admin/users/{id:int}"): (Call("user", {"role": "expert", "is_active": "on"}), ADMIN_303),
+    ("POST", "/admin/users/{id:int}/reset-link"): (Call("user"), ADMIN),  # the page showing the link
+    ("GET", "/forgot-password"): (Call(), ALL_200),
+    ("POST", "/forgot-password"): (Call(body={"login": "$owner"}), ALL_200),  # the same answer for everyone
+    ("GET", "/reset-password/{token:str}"): (Call(), ANYONE_400),
+    ("POST", "/reset-password/{token:str}"): (Call(body={"password": PASSWORD}), ANYONE_400),
     # forum API
     ("GET", "/api/v1/questions"): (Call(), ALL_200),
     ("GET", "/api/v1/questions/{id:int}"): (Call("question"), ALL_200),
@@ -126,6 +153,8 @@ MATRIX: dict[tuple[str, str], tuple[Call, tuple[int, ...]]] = {
     ("GET", "/ask/suggestions/{id:int}"): (Call("suggestion"), ASKER_ONLY),
     ("POST", "/suggestions/{id:int}/accept"): (Call("suggestion"), ASKER_ONLY_303),
     ("POST", "/suggestions/{id:int}/reject"): (Call("suggestion"), ASKER_ONLY_303),
+    ("GET", "/api/v1/search"): (Call(query="q=router+restart"), ALL_200),  # open rooms: filtered, not refused
+    ("GET", "/search"): (Call(query="q=router+restart"), ALL_200),
     # metrics
     ("GET", "/api/v1/metrics/summary"): (Call(), LEADS),
     ("GET", "/api/v1/metrics/trends"): (Call(), LEADS),
@@ -154,6 +183,16 @@ MATRIX: dict[tuple[str, str], tuple[Call, tuple[int, ...]]] = {
     ("GET", "/admin/webhooks/{id:int}"): (Call("webhook"), ADMIN),
     ("POST", "/admin/webhooks/{id:int}/delete"): (Call("webhook"), ADMIN_303),
     ("POST", "/admin/webhooks/deliveries/{id:int}/redeliver"): (Call("delivery"), ADMIN_303),
+    # moderation
+    ("POST", "/api/v1/questions/{id:int}/flag"): (Call("question", FLAG), NOT_OWN_201),
+    ("POST", "/api/v1/answers/{id:int}/flag"): (Call("answer", FLAG), NOT_OWN_201),
+    ("POST", "/api/v1/comments/{id:int}/flag"): (Call("comment", FLAG), NOT_OWN_201),
+    # a live room's message (by a staff helper): whoever may see the room, the asker (owner) included
+    ("POST", "/api/v1/swarms/{swarm_id:int}/messages/{seq:int}/flag"): (Call("message", FLAG), MEMBERS_201),
+    ("GET", "/api/v1/flags"): (Call(), STAFF),
+    ("POST", "/api/v1/flags/{id:int}/resolve"): (Call("flag", {"action": "dismiss"}), STAFF),
+    ("GET", "/admin/flags"): (Call(), STAFF),
+    ("POST", "/admin/flags/{id:int}/resolve"): (Call("flag", {"action": "dismiss"}), STAFF_303),
 }
 
 OK = "ok"
@@ -201,8 +240,10 @@ async def _value(raw: Any, scene: Scene) -> Any:
 async def request_cell(client: httpx.AsyncClient, scene: Scene, role: str, method: str, path: str,
                        call: Call) -> httpx.Response:
     url = path.replace("{username}", scene.cast.owner.username).replace("{kind:str}", "questions")
-    if call.target is not None:
-        url = url.replace("{id:int}", str(await scene.make(call.target)))
+    url = url.replace("{token:str}", "no-such-reset-link-" + secrets.token_hex(8))
+    if call.target is not None:  # a room message is `{swarm_id}/messages/1`: `message` makes the swarm
+        made = str(await scene.make(call.target))
+        url = url.replace("{id:int}", made).replace("{swarm_id:int}", made).replace("{seq:int}", "1")
     if call.query:
         url += "?" + call.query
     body = {k: await _value(v, scene) for k, v in call.body.items()}

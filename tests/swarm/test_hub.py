@@ -44,6 +44,23 @@ async def test_frames_are_sent_in_order() -> None:
     assert [f["seq"] for f in sock.sent] == [1, 2, 3] and sock.closed == 1000
 
 
+async def test_an_encoded_frame_is_sent_as_is() -> None:
+    """Fan-out encodes a frame once and pushes the same text to every socket."""
+    socks = [FakeSocket(), FakeSocket()]
+    text = '{"type":"message","seq":1,"body":"h\u00e9"}'
+    hub = Hub(config())
+    async with hub.connect(socks[0]) as first, hub.connect(socks[1]) as second:
+        assert first.push(text) and second.push(text)
+        await first.put({"type": "message", "seq": 2})
+
+        async def sent() -> bool:
+            return len(socks[0].sent) == 2 and len(socks[1].sent) == 1
+
+        await wait_for(sent)
+    assert socks[0].sent == [{"type": "message", "seq": 1, "body": "hé"}, {"type": "message", "seq": 2}]
+    assert socks[1].sent == [{"type": "message", "seq": 1, "body": "hé"}]
+
+
 async def test_a_slow_consumer_is_closed_with_4008_without_blocking_the_pusher() -> None:
     hub = Hub(config())
     slow, fast = FakeSocket(stall=True), FakeSocket()

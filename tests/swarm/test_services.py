@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from supportswarm.accounts.models import User
-from supportswarm.errors import Forbidden, InvalidInput, RoomClosed
+from supportswarm.errors import Forbidden, InvalidInput, NotFound, RoomClosed
 from supportswarm.forum import services as forum
 from supportswarm.forum.models import Answer, Question, QuestionStatus
 from supportswarm.jobs import JobName
@@ -156,6 +156,54 @@ class TestPostMessage:
         assert await Event.filter(kind="swarm_message", swarm_id=swarm.id).count() == 2
         part = await SwarmParticipant.get(swarm_id=swarm.id, user_id=helper.id)
         assert part.messages == 1 and part.joined_at is not None
+
+    async def test_without_the_first_response_check_a_say_keeps_every_guarantee(self, res: Resources) -> None:
+        """The room session's path (first_response=False): one statement, the same rows and events."""
+        asker = await member("asker")
+        helpers = [await member(f"helper{i}", "staff") for i in range(3)]
+        swarm = await open_for(res, await question(asker))
+
+        async def write(user: User) -> list[services.Posted]:
+            return [await services.post_message(swarm.id, user, f"{user.username} {i}", f"{user.username}-{i}",
+                                                broker=res.broker, jobs=res.jobs, first_response=False)
+                    for i in range(10)]
+
+        posted = [p for batch in await asyncio.gather(*(write(u) for u in helpers)) for p in batch]
+        assert sorted(p.frame["seq"] for p in posted) == list(range(1, 31)) and all(p.created for p in posted)
+        racing = await asyncio.gather(*(services.post_message(swarm.id, asker, "race", "r-1", broker=res.broker,
+                                                              jobs=res.jobs, first_response=False)
+                                        for _ in range(4)))
+        assert sum(p.created for p in racing) == 1 and {p.frame["seq"] for p in racing} == {31}
+        assert (await Swarm.get(id=swarm.id)).last_seq == 31, "a duplicate never consumes a seq"
+        events = await Event.filter(kind="swarm_message", swarm_id=swarm.id).order_by("id")
+        by_seq = {p.frame["seq"]: p.frame for p in posted}
+        assert sorted(e.data["seq"] for e in events) == list(range(1, 32))
+        for e in events[:-1]:
+            assert e.question_id == swarm.question_id and e.at.isoformat() == by_seq[e.data["seq"]]["at"]  # type: ignore[attr-defined]
+            assert e.actor_id == by_seq[e.data["seq"]]["author"]["id"]  # type: ignore[attr-defined]
+        parts = {p.user_id: p for p in await SwarmParticipant.filter(swarm_id=swarm.id)}  # type: ignore[attr-defined]
+        assert [parts[h.id].messages for h in helpers] == [10, 10, 10] and parts[asker.id].messages == 1
+        assert all(p.joined_at is not None for p in parts.values())
+        assert not await Event.filter(kind="first_response").exists(), "the caller said it could not be one"
+        stored = await SwarmMessage.get(swarm_id=swarm.id, seq=31)
+        assert (stored.author_id, stored.body, stored.client_msg_id) == (asker.id, "race", "r-1")  # type: ignore[attr-defined]
+
+    async def test_a_resolved_or_missing_room_refuses_messages(self, res: Resources) -> None:
+        asker, helper = await member("asker"), await member("helper", "staff")
+        swarm = await open_for(res, await question(asker))
+        first = await say(res, swarm, helper, "try the other card", "h-1")
+        await services.resolve_swarm(swarm.id, asker, 1, broker=res.broker, expert_reputation=EXPERT_REP)
+        for check in (True, False):
+            with pytest.raises(RoomClosed):
+                await services.post_message(swarm.id, helper, "more", f"h-2-{check}", broker=res.broker,
+                                            jobs=res.jobs, first_response=check)
+            again = await services.post_message(swarm.id, helper, "x", "h-1", broker=res.broker, jobs=res.jobs,
+                                                first_response=check)
+            assert again == services.Posted(first.frame, False), "a retry is answered even after resolving"
+        with pytest.raises(NotFound):
+            await services.post_message(swarm.id + 1000, helper, "hello?", "h-3", broker=res.broker, jobs=res.jobs,
+                                        first_response=False)
+        assert (await Swarm.get(id=swarm.id)).last_seq == 1
 
     @pytest.mark.parametrize("body, cmid", [("", "ok"), ("x" * (services.MESSAGE_MAX + 1), "ok"), ("hi", ""),
                                             ("hi", "no spaces"), (None, "ok"), ("nul\x00", "ok")])

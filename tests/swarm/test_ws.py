@@ -17,12 +17,13 @@ from websockets.exceptions import InvalidStatus
 from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
 from supportswarm.forum.models import Answer, Question, QuestionStatus
+from supportswarm.metrics.models import Event
 from supportswarm.resources import Resources
-from supportswarm.swarm import services
-from supportswarm.swarm.models import Swarm, SwarmMessage
+from supportswarm.swarm import services, ws
+from supportswarm.swarm.models import Swarm, SwarmMessage, SwarmParticipant
 from tests.swarm.conftest import Server
 from tests.swarm.helpers import PASSWORD, member, question
-from tests.swarm.wsclient import join, open_socket
+from tests.swarm.wsclient import Member, join, open_socket
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,6 +107,34 @@ async def test_a_retried_say_is_stored_and_delivered_once(resources: Resources, 
     assert await SwarmMessage.filter(swarm_id=swarm.id).count() == 2
     await a.close()
     await b.close()
+
+
+async def test_room_messages_are_counted_and_the_first_response_is_logged_once(resources: Resources,
+                                                                              servers: list[Server]) -> None:
+    """A session checks for the first response only until its user's first message is stored."""
+    swarm, tokens = await room(resources, ("sam", "staff"), ("exp", "expert"))
+    a = await join(servers[0], swarm.id, tokens["asker"])
+    b = await join(servers[1], swarm.id, tokens["sam"])
+
+    async def stored(m: Member, body: str) -> None:  # the sender's echo comes after the commit
+        cmid = await m.say(body)
+        while (await m.next("message"))["client_msg_id"] != cmid:
+            pass
+
+    for body in ("still declined", "any idea?"):
+        await stored(a, body)
+    assert not await Event.filter(kind="first_response").exists(), "the asker's messages never count"
+    c = await join(servers[0], swarm.id, tokens["exp"])
+    for m, body in ((c, "which card?"), (b, "checking the logs"), (c, "try again now")):
+        await stored(m, body)
+    first = await Event.get(kind="first_response")
+    assert (first.actor_id, first.question_id) == ((await User.get(username="exp")).id, swarm.question_id)  # type: ignore[attr-defined]
+    logged = await Event.filter(kind="swarm_message", swarm_id=swarm.id).order_by("id")
+    assert [e.data["seq"] for e in logged] == [1, 2, 3, 4, 5]
+    counts = dict(await SwarmParticipant.filter(swarm_id=swarm.id).values_list("user__username", "messages"))
+    assert counts == {"asker": 2, "exp": 2, "sam": 1}
+    for m in (a, b, c):
+        await m.close()
 
 
 async def test_members_on_different_processes_see_messages_and_presence(resources: Resources,
@@ -272,3 +301,16 @@ async def test_inbox_socket_hears_swarms_open_on_another_process(resources: Reso
     assert json.loads(await anonymous.recv())["code"] == "not_authenticated"
     await asyncio.wait_for(anonymous.wait_closed(), 5)
     assert anonymous.close_code == 4401
+
+
+def test_one_session_per_room_and_process_looks_for_expired_members_each_interval() -> None:
+    looks, every = ws._Looks(), ws.PRESENCE_REFRESH_S
+    assert looks.due(1, 100.0), "the first session of a room to tick looks"
+    assert not looks.due(1, 100.0 + every / 2), "the room's other sessions do not, within the interval"
+    assert looks.due(2, 100.0 + every / 2), "rooms are independent"
+    assert looks.due(1, 100.0 + every + 0.01), "the next interval's first tick looks again"
+    for room in range(3, 3000):
+        looks.due(room, 200.0)
+    for room in range(3000, 4200):  # rooms that went quiet are forgotten, not kept forever
+        looks.due(room, 200.0 + every + 1)
+    assert len(looks._at) < 1300

@@ -97,23 +97,29 @@ async def test_an_arq_worker_embeds_the_batches(settings: Settings, pg_params: C
             "VALUES ($1, '', now(), now(), now()) RETURNING id", title)
             for title in ("Card declined abroad", "Top up with a bank transfer", "Close my account")]
         queue = f"arq:test-matching:{uuid.uuid4().hex}"  # a private queue on the shared Redis
-        queue_jobs = ArqJobQueue(await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name=queue))
-        try:
-            await queue_jobs.enqueue(JobName.EMBED_QUESTIONS, question_ids=ids[:2])
-            await queue_jobs.enqueue(JobName.EMBED_QUESTION, job_id=f"embed-question:{ids[2]}:{queue}",
-                                     question_id=ids[2])
-        finally:
-            await queue_jobs.close()
         kwargs = worker_settings(replace(settings, redis_url=REDIS_URL), functions=jobs.FUNCTIONS, periodic_jobs=[],
                                  embedder=embedder)
-        worker = Worker(**kwargs, queue_name=queue, burst=True, poll_delay=0.01, handle_signals=False)
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
-        assert (worker.jobs_complete, worker.jobs_failed) == (2, 0)
-        models = await conn.fetch("SELECT embedding_model, vector_dims(embedding) AS dims FROM questions")
+        # One burst per job, in order: the single question's job must find the batch's vectors as neighbours
+        # (two jobs in one burst run concurrently, in either order).
+        steps: list[tuple[JobName, str | None, dict[str, Any]]] = [
+            (JobName.EMBED_QUESTIONS, None, {"question_ids": ids[:2]}),
+            (JobName.EMBED_QUESTION, f"embed-question:{ids[2]}:{queue}", {"question_id": ids[2]}),
+        ]
+        for name, job_id, job in steps:
+            queue_jobs = ArqJobQueue(await create_pool(RedisSettings.from_dsn(REDIS_URL), default_queue_name=queue))
+            try:
+                await queue_jobs.enqueue(name, job_id=job_id, **job)
+            finally:
+                await queue_jobs.close()
+            worker = Worker(**kwargs | {"queue_name": queue}, burst=True, poll_delay=0.01, handle_signals=False)
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+        models = await conn.fetch("SELECT embedding_model, vector_dims(embedding) AS dims, density FROM questions")
         assert [(r["embedding_model"], r["dims"]) for r in models] == [(embedder.name, 384)] * 3
+        assert all(r["density"] is not None for r in models), "the single question's job refreshed its neighbours"
     finally:
         await conn.close()
 
@@ -123,3 +129,16 @@ def test_both_jobs_are_registered() -> None:
 
     assert JOB_FUNCTIONS[JobName.EMBED_QUESTION] is jobs.embed_question
     assert JOB_FUNCTIONS[JobName.EMBED_QUESTIONS] is jobs.embed_questions
+    assert JOB_FUNCTIONS[JobName.REFRESH_DENSITY] is jobs.refresh_density
+
+
+async def test_the_daily_density_refresh_recomputes_every_question(resources: Resources, embedder: Embedder) -> None:
+    user = await poster()
+    for title in ("Card declined abroad", "My card was declined in a shop", "Close my account"):
+        await forum.create_question(user, title, "", [], jobs=resources.jobs)
+    await resources.jobs.drain()
+    await connections.get("default").execute_query("UPDATE questions SET density = NULL")
+    assert await jobs.refresh_density({"resources": resources}) == 3
+    rows = await connections.get("default").execute_query_dict("SELECT density FROM questions")
+    assert all(0.0 < r["density"] < 1.0 for r in rows)
+    assert any(p.name == JobName.REFRESH_DENSITY and p.every_s == 86400 for p in jobs.PERIODIC)
