@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -27,6 +27,8 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 TOKEN_NAME_MAX = 64
 USERS_PER_PAGE = 50
+# last_seen_at is written at most this often per user: it answers "is this account in use", not "when exactly".
+SEEN_EVERY = timedelta(minutes=5)
 
 
 class WrongPassword(NotAuthenticated):
@@ -149,6 +151,15 @@ async def user_for_token(token: str) -> User | None:
 
 async def get_user(user_id: int) -> User | None:
     return await User.filter(id=user_id, is_active=True).first()
+
+
+async def mark_seen(user: User, *, now: datetime | None = None) -> None:
+    """Records that `user` is active (`last_seen_at`), at most once per SEEN_EVERY: one UPDATE, not one per request."""
+    at = now or datetime.now(UTC)
+    if user.last_seen_at is not None and at - user.last_seen_at < SEEN_EVERY:
+        return
+    await User.filter(id=user.id).update(last_seen_at=at)
+    user.last_seen_at = at
 
 
 async def get_user_by_name(username: str) -> User:

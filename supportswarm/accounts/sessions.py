@@ -98,6 +98,8 @@ class AuthMiddleware:
         headers = _headers(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         user, session, method = await self._identify(headers)
+        if user is not None:
+            await services.mark_seen(user)
         state.update(user=user, session=session, auth_method=method, csrf_pending=False)
         if scope["type"] == "http" and method != "bearer" and scope["method"] not in SAFE_METHODS:
             # Without a session only the Origin is checked: a cross-site form must not log the visitor

@@ -103,3 +103,21 @@ async def test_admin_page_changes_role_and_status(app: LifespanManager, make_use
         assert bad.status_code == 400 and "role must be one of" in bad.text
         no_csrf = await laptop.post(f"/admin/users/{ada.id}", data={"role": "admin", "is_active": "on"})
         assert no_csrf.status_code == 403 and (await User.get(id=ada.id)).role == "staff"
+
+
+async def test_last_seen_is_recorded_on_use_at_most_every_few_minutes(app: LifespanManager, make_user: Any) -> None:
+    admin = await make_user("root", "admin")
+    ada = await services.register("ada", PASSWORD)
+    listed = (await admin.get("/api/v1/users?q=ada")).json()["items"]
+    assert listed[0]["last_seen_at"] is None, "never signed in"
+    token = await services.create_token(ada)
+    assert (await admin.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    seen = (await User.get(id=ada.id)).last_seen_at
+    assert seen is not None
+    user = await User.get(id=ada.id)
+    await services.mark_seen(user, now=seen + services.SEEN_EVERY / 2)
+    assert (await User.get(id=ada.id)).last_seen_at == seen, "not written again within SEEN_EVERY"
+    await services.mark_seen(user, now=seen + services.SEEN_EVERY)
+    assert (await User.get(id=ada.id)).last_seen_at == seen + services.SEEN_EVERY
+    shown = (await admin.get("/api/v1/users?q=ada")).json()["items"][0]["last_seen_at"]
+    assert shown is not None
