@@ -446,6 +446,8 @@ async def resolve_swarm(swarm_id: int, user: User, seq: object, *, body: object 
     message = await SwarmMessage.filter(swarm_id=swarm.id, seq=seq).select_related("author").first()
     if message is None:
         raise NotFound(f"no message {seq} in this swarm")
+    if message.hidden_at is not None:  # a moderator hid it: it must not come back as the accepted answer
+        raise Conflict("that message was hidden by a moderator and cannot be the solution")
     text = message.body if body is None or body == "" else body
     at = now()
     async with in_transaction() as conn:

@@ -16,6 +16,7 @@ from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
 from supportswarm.app import create_app
 from supportswarm.db import ConnectionParams
+from supportswarm.errors import Conflict
 from supportswarm.export import export_forum
 from supportswarm.forum import services as forum
 from supportswarm.metrics.models import Event
@@ -227,6 +228,10 @@ async def test_room_message_flagged_by_a_member_and_hidden(make_user: Any, resou
     transcript = (await asker.get(f"/api/v1/swarms/{swarm.id}")).json()["messages"]
     assert [m["body"] for m in transcript] == [HIDDEN_TEXT]
     assert await _reputation(helper) == 1  # -100, floored at 1 as every reputation loss is
+    with pytest.raises(Conflict):  # hidden text must not come back as the question's accepted answer
+        await swarms.resolve_swarm(swarm.id, await User.get(id=dana.user["id"]), 1, broker=resources.broker,
+                                   expert_reputation=1000)
+    assert (await swarms.get_swarm(swarm.id)).status == "open"
 
 
 async def test_webhooks_and_export_do_not_leak_a_hidden_question(make_user: Any, resources: Resources,
