@@ -11,8 +11,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from supportswarm import validation
@@ -182,12 +182,18 @@ async def set_on_duty(user: User, on_duty: bool) -> None:
     await user.save(update_fields=["on_duty"])
 
 
-async def add_reputation(user_id: int | None, delta: int) -> None:
-    """Reputation never drops below 1, as on Stack Overflow."""
+async def add_reputation(user_id: int | None, delta: int) -> int:
+    """Reputation never drops below 1, as on Stack Overflow. Returns the change applied (a penalty can be
+    smaller than asked when it reaches the floor), so that undoing it gives back exactly that."""
     if user_id is None or delta == 0:
-        return
-    await User.filter(id=user_id).update(reputation=F("reputation") + delta)
-    await User.filter(id=user_id, reputation__lt=1).update(reputation=1)
+        return 0
+    # The row lock of FOR UPDATE makes `o.reputation` the value this update changes (the current
+    # transaction's connection, when there is one, runs it).
+    rows = await connections.get("default").execute_query_dict(
+        "WITH o AS (SELECT id, reputation FROM users WHERE id = $1 FOR UPDATE) "
+        "UPDATE users AS u SET reputation = greatest(1, o.reputation + $2) FROM o WHERE u.id = o.id "
+        "RETURNING u.reputation - o.reputation AS applied", [user_id, delta])
+    return int(rows[0]["applied"]) if rows else 0
 
 
 # --- account settings ------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ and room transcripts show non-staff `visibility.HIDDEN_TEXT` instead of the text
 As on Discourse, enough distinct members flagging a post as spam or rude hide it at once, pending review
 (`hidden_by` stays empty: nobody decided yet); a moderator then agrees (hide) or disagrees (dismiss,
 which shows it again). As on Stack Overflow, the author loses REP_PENALTY when a moderator agrees with
-spam or rude flags, and gets it back when the post is restored: a post costs its author REP_PENALTY
-exactly while it has agreed spam or rude flags.
+spam or rude flags (less at the reputation floor of 1), and gets back exactly what it cost when the post
+is restored: a post costs its author reputation exactly while it has agreed spam or rude flags.
 
 Every change to a post's flags or visibility runs under a lock on the post's row, so auto-hiding, two
 moderators and a late flag never interleave.
@@ -300,18 +300,26 @@ async def _hide(post: Post, moderator: User, flags: Any, settle: dict[str, Any])
     penalise = not penalised_before and await flags.filter(status=FlagStatus.PENDING, reason__in=PENALISED).exists()
     await flags.filter(status=FlagStatus.PENDING).update(status=FlagStatus.AGREED, **settle)
     await _set_hidden(post, post.hidden_at or settle["resolved_at"], moderator.id)
-    if penalise:
-        await add_reputation(post.author_id, -REP_PENALTY)
-    await _log(EventKind.POST_HIDDEN, post, moderator.id, auto=False, penalty=REP_PENALTY if penalise else 0)
+    penalty = -await add_reputation(post.author_id, -REP_PENALTY) if penalise else 0
+    await _log(EventKind.POST_HIDDEN, post, moderator.id, auto=False, penalty=penalty)
 
 
 async def _restore(post: Post, moderator: User, flags: Any, settle: dict[str, Any]) -> None:
     if post.hidden_at is None:
         raise Conflict("this post is not hidden")
-    refund = await flags.filter(status=FlagStatus.AGREED, reason__in=PENALISED).exists()
+    penalised = await flags.filter(status=FlagStatus.AGREED, reason__in=PENALISED).exists()
+    refund = await _penalty_taken(post) if penalised else 0
     await flags.filter(status__in=[FlagStatus.PENDING, FlagStatus.AGREED]).update(status=FlagStatus.DECLINED,
                                                                                    **settle)
     await _set_hidden(post, None, None)
-    if refund:
-        await add_reputation(post.author_id, REP_PENALTY)
-    await _log(EventKind.POST_RESTORED, post, moderator.id, refund=REP_PENALTY if refund else 0)
+    await add_reputation(post.author_id, refund)
+    await _log(EventKind.POST_RESTORED, post, moderator.id, refund=refund)
+
+
+async def _penalty_taken(post: Post) -> int:
+    """What hiding this post actually cost its author (less than REP_PENALTY at the reputation floor)."""
+    rows = await connections.get("default").execute_query_dict(
+        "SELECT (data->>'penalty')::int AS penalty FROM events WHERE kind = $1 AND data->>'post' = $2 "
+        "AND data->>'post_id' = $3 ORDER BY id DESC LIMIT 1",
+        [EventKind.POST_HIDDEN.value, str(post.kind), str(post.id)])
+    return int(rows[0]["penalty"] or 0) if rows else 0

@@ -268,3 +268,15 @@ async def test_flags_are_rate_limited_per_member(settings: Settings, monkeypatch
         statuses = [(await client.post(f"/api/v1/questions/{q.id}/flag", json={"reason": "spam"},
                                        headers=headers)).status_code for q in questions]
     assert statuses == [201, 201, 429]
+
+
+async def test_a_restore_refunds_what_the_penalty_took_at_the_reputation_floor(make_user: Any) -> None:
+    author, maria, dana = await make_user("author"), await make_user("maria"), await make_user("dana", "staff")
+    await User.filter(id=author.user["id"]).update(reputation=30)
+    qid = await _question(author)
+    await _flag(maria, f"/api/v1/questions/{qid}/flag", "spam")
+    [group] = await _queue(dana)
+    await dana.post(f"/api/v1/flags/{group['flags'][0]['id']}/resolve", {"action": "hide"})
+    assert await _reputation(author) == 1  # 29 taken, not 100
+    await dana.post(f"/api/v1/flags/{group['flags'][0]['id']}/resolve", {"action": "restore"})
+    assert await _reputation(author) == 30, "the refund gives back what was taken, no more"
