@@ -13,7 +13,7 @@ bench/wsclient.py in separate processes. Phases:
   c   the same clients against bench/bare_broadcast.py: the ceiling
   c2  the same against bench/bare_broadcast.py storing each message with one INSERT: what persistence costs
   t   throughput: each room's sender keeps `window` says in flight, app (one process), bare, bare + INSERT
-  d   one room of 1,000 members at a steady rate, one app process
+  d   one room of 1,000 members at a steady rate, one app process, and the bare server the same
   e   idle authenticated connections held by one app process (Redis broker), RSS per connection,
       with permessage-deflate off (the product's setting) and on
 
@@ -416,6 +416,8 @@ def report(rows: dict[str, Row], idles: list[Idle]) -> None:
         for name in ("a", "a2", "b"):
             if name in rows and ceiling in rows:
                 print(f"p99 {name} / {label}: {_p99(rows[name]) / _p99(rows[ceiling]):.1f}x")
+    if "d" in rows and "d-bare" in rows:
+        print(f"p99 d / bare, room of 1,000: {_p99(rows['d']) / _p99(rows['d-bare']):.1f}x")
     for ceiling, label in (("t-bare", "bare (target >= 0.5)"), ("t-bare-db", "bare + INSERT")):
         if "t-app" in rows and ceiling in rows:
             ratio = rows["t-app"].run.messages_per_s() / rows[ceiling].run.messages_per_s()
@@ -533,8 +535,9 @@ def run_phases(ctx: Context, args: argparse.Namespace, phases: set[str], *, per_
                                    bare=True, store=True, **flood)
     if "d" in phases:
         print("d: one room of 1,000 members, one app process", flush=True)
-        rows["d"] = steady("d 1 room", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"],
-                           per_room=len(ctx.tokens), rate=args.big_rate, senders_per_room=5)
+        big = {"per_room": len(ctx.tokens), "rate": args.big_rate, "senders_per_room": 5}
+        rows["d"] = steady("d 1 room", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"], **big)
+        rows["d-bare"] = steady("d bare", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"], bare=True, **big)
     idles = []
     if "e" in phases:
         for deflate in (False, True):

@@ -57,6 +57,8 @@ CHAT_WEIGHTS = "{0.2,0.2,0.2,0.2}"
 # that the snippet can be HTML-escaped as a whole and only the marks become <mark> elements. It also
 # drops whatever its parser takes for an HTML tag ("<div>" in a question about HTML): "<" goes in as a
 # third private-use character and comes back as "&lt;", so the snippet shows the text as written.
+# Titles are highlighted whole, without the fragment options: in fragment mode PostgreSQL 18 cuts a title
+# down to the words after its first match ("Where is the PIN of my card?" became "card").
 START, STOP, LT = "\ue000", "\ue001", "\ue002"
 _HEADLINE = f'StartSel={START}, StopSel={STOP}, MaxWords=35, MinWords=15, ShortWord=3, MaxFragments=2, ' \
             'FragmentDelimiter=" … "'
@@ -164,8 +166,8 @@ WITH {_QUERY_CTE}, members AS (
 )
 SELECT p.id, coalesce(b.kind, 'similar') AS kind, coalesce(b.question_id, p.id) AS question_id, b.answer_id,
        b.swarm_id, b.seq, p.title, coalesce(b.body, p.body) AS body,
-       ts_headline('english', translate(p.title, '<{START}{STOP}', '{LT}'), query.q, 'HighlightAll=true, {_HEADLINE}')
-           AS title_marked,
+       ts_headline('english', translate(p.title, '<{START}{STOP}', '{LT}'), query.q,
+                   'HighlightAll=true, StartSel={START}, StopSel={STOP}') AS title_marked,
        ts_headline('english', translate(coalesce(b.body, p.body), '<{START}{STOP}', '{LT}'), query.q, '{_HEADLINE}')
            AS snippet_marked,
        ARRAY(SELECT DISTINCT h.kind FROM hits AS h WHERE h.canonical = p.id ORDER BY h.kind) AS kinds

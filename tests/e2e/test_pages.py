@@ -76,12 +76,12 @@ async def pages_of(res: Resources) -> dict[str | None, list[tuple[str, str]]]:
     return {
         None: [("home", "/"), ("question-unanswered", f"/questions/{unanswered.id}"), ("profile", "/users/lars"),
                ("login", "/login"), ("signup", "/signup"), ("error-404", "/questions/999999"),
-               ("search", "/search?q=card")],
+               ("search", "/search?q=card"), ("forgot-password", "/forgot-password")],
         "maria": [("question-solved-by-swarm", f"/questions/{resolved.question_id}"),  # type: ignore[attr-defined]
-                  ("ask", "/ask")],
-        "dana": [("room", f"/swarms/{live.id}")],
+                  ("ask", "/ask"), ("settings", "/settings")],
+        "dana": [("room", f"/swarms/{live.id}"), ("flags", "/admin/flags")],
         "lars": [("inbox", "/inbox")],
-        "lena": [("dashboard", "/dashboard")],
+        "lena": [("dashboard", "/dashboard"), ("admin-users", "/admin/users")],
     }
 
 

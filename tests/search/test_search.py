@@ -135,6 +135,12 @@ async def test_paging(threads: Threads) -> None:
     assert (await threads.search("zebra", page=3)).json()["items"] == []
 
 
+async def test_a_title_is_shown_whole_with_its_matches_marked(threads: Threads) -> None:
+    await threads.question("Where do I find the PIN of my new zebracard?", "The letter had no PIN in it.")
+    item = (await threads.search("zebracard")).json()["items"][0]
+    assert item["title_html"] == "Where do I find the PIN of my new <mark>zebracard</mark>?"
+
+
 PAYLOAD = '<img src=x onerror=alert(1)> zanzibar <script>alert(2)</script> "><svg onload=alert(3)>'
 
 
