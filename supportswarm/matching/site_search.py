@@ -60,6 +60,8 @@ CHAT_WEIGHTS = "{0.2,0.2,0.2,0.2}"
 # Titles are highlighted whole, without the fragment options: in fragment mode PostgreSQL 18 cuts a title
 # down to the words after its first match ("Where is the PIN of my card?" became "card").
 START, STOP, LT = "\ue000", "\ue001", "\ue002"
+# Markdown's emphasis and code marks mean nothing in a one-line snippet ("**Cards → Freeze**"): dropped.
+_PLAIN = "regexp_replace({}, '\\*\\*|__|`', '', 'g')"
 _HEADLINE = f'StartSel={START}, StopSel={STOP}, MaxWords=35, MinWords=15, ShortWord=3, MaxFragments=2, ' \
             'FragmentDelimiter=" … "'
 
@@ -168,8 +170,8 @@ SELECT p.id, coalesce(b.kind, 'similar') AS kind, coalesce(b.question_id, p.id) 
        b.swarm_id, b.seq, p.title, coalesce(b.body, p.body) AS body,
        ts_headline('english', translate(p.title, '<{START}{STOP}', '{LT}'), query.q,
                    'HighlightAll=true, StartSel={START}, StopSel={STOP}') AS title_marked,
-       ts_headline('english', translate(coalesce(b.body, p.body), '<{START}{STOP}', '{LT}'), query.q, '{_HEADLINE}')
-           AS snippet_marked,
+       ts_headline('english', translate({_PLAIN.format("coalesce(b.body, p.body)")}, '<{START}{STOP}', '{LT}'), query.q,
+                   '{_HEADLINE}') AS snippet_marked,
        ARRAY(SELECT DISTINCT h.kind FROM hits AS h WHERE h.canonical = p.id ORDER BY h.kind) AS kinds
 FROM questions AS p LEFT JOIN best AS b ON b.canonical = p.id LEFT JOIN query ON true
 WHERE p.id = ANY($2::int[])

@@ -141,6 +141,14 @@ async def test_a_title_is_shown_whole_with_its_matches_marked(threads: Threads) 
     assert item["title_html"] == "Where do I find the PIN of my new <mark>zebracard</mark>?"
 
 
+async def test_snippets_drop_markdown_emphasis_and_code_marks(threads: Threads) -> None:
+    qid = await threads.question("Stolen card", "What now?")
+    await threads.answer(qid, "Open **Cards → Zebrafreeze** at once, or run `zebrafreeze` in __the__ app.")
+    snippet = (await threads.search("zebrafreeze")).json()["items"][0]["snippet_html"]
+    assert "*" not in snippet and "`" not in snippet and "__" not in snippet
+    assert "<mark>Zebrafreeze</mark>" in snippet
+
+
 PAYLOAD = '<img src=x onerror=alert(1)> zanzibar <script>alert(2)</script> "><svg onload=alert(3)>'
 
 
