@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 # --- real servers ------------------------------------------------------------------------------------------
 import os
 import socket
@@ -78,18 +80,26 @@ def _wait_until_responds(server: Server, timeout_s: float = 60.0) -> None:
 def servers(pg_params: ConnectionParams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
     """Two app processes sharing one database over Redis, like two replicas behind a load balancer.
     A random namespace keeps their channels apart from anything else on the same Redis."""
-    namespace = f"sstest-{uuid.uuid4().hex[:10]}:"
-    data_dir = tmp_path_factory.mktemp("servers")
-    started = [_start(pg_params, data_dir, namespace) for _ in range(2)]
+    with running_servers(pg_params, tmp_path_factory.mktemp("servers"), f"sstest-{uuid.uuid4().hex[:10]}:") as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_servers(pg_params: ConnectionParams, data_dir: Path, namespace: str, count: int = 2
+                    ) -> Iterator[list[Server]]:
+    """`count` app processes on one database and one Redis namespace; stopped (or reaped, if killed) after."""
+    started = [_start(pg_params, data_dir, namespace) for _ in range(count)]
     try:
         for server in started:
             _wait_until_responds(server)
         yield started
     finally:
         for server in started:
-            server.proc.terminate()
+            if server.proc.poll() is None:
+                server.proc.terminate()
         for server in started:
             try:
                 server.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.proc.kill()
+                server.proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from supportswarm.db import ConnectionParams
 from supportswarm.resources import Resources
 from supportswarm.swarm import services
 from supportswarm.swarm.models import Swarm, SwarmMessage
-from tests.swarm.conftest import Server, _start, _wait_until_responds
+from tests.swarm.conftest import Server, running_servers
 from tests.swarm.helpers import member, question
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -49,22 +48,8 @@ def resync_limit_s() -> float:
 def replicas(pg_params: ConnectionParams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Server]]:
     """Two fresh app processes (not the session's `servers`: one of these gets killed)."""
     monkeypatch.setenv("SUPPORTSWARM_RATE_LIMITS", "0")  # a burst from a few clients, not abuse
-    namespace = f"sskill-{uuid.uuid4().hex[:10]}:"
-    started = [_start(pg_params, tmp_path, namespace) for _ in range(2)]
-    try:
-        for server in started:
-            _wait_until_responds(server)
+    with running_servers(pg_params, tmp_path, f"sskill-{uuid.uuid4().hex[:10]}:") as started:
         yield started
-    finally:
-        for server in started:
-            if server.proc.poll() is None:
-                server.proc.terminate()
-        for server in started:
-            try:
-                server.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
 
 
 async def rooms(resources: Resources) -> tuple[list[int], list[str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from supportswarm.metrics.models import Event
 from supportswarm.resources import Resources
 from supportswarm.swarm import services, ws
 from supportswarm.swarm.models import Swarm, SwarmMessage, SwarmParticipant
+from tests.security.scene import NoJobs
 from tests.swarm.conftest import Server
 from tests.swarm.helpers import PASSWORD, member, question
 from tests.swarm.wsclient import Member, join, open_socket
@@ -34,19 +34,10 @@ async def room(resources: Resources, *helpers: tuple[str, str]) -> tuple[Swarm, 
     users = [asker] + [await member(name, role) for name, role in helpers]
     q = await question(asker)
     swarm = await services.open_swarm(q.id, opened_by=asker, reason="manual", broker=resources.broker,
-                                      jobs=_NoJobs())
+                                      jobs=NoJobs())
     return swarm, {u.username: await accounts.create_token(u) for u in users}
 
 
-class _NoJobs:
-    async def enqueue(self, name: Any, *, job_id: str | None = None, **kwargs: Any) -> None:
-        return None
-
-    async def drain(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_two_members_chat_and_see_each_other(resources: Resources, servers: list[Server]) -> None:

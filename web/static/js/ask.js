@@ -23,12 +23,7 @@
     return text.slice(0, MAX_QUERY);
   }
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text; // never innerHTML: titles and answers are user text
-    return node;
-  }
+  var el = window.SupportSwarm.el;
 
   function render(data) {
     status.removeAttribute("aria-busy");

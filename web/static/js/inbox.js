@@ -11,12 +11,7 @@
   var toasts = document.getElementById("toasts");
   var ws = null, failures = 0, retryTimer = null, refreshTimer = null, livenessTimer = null, stopped = false;
 
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  var el = window.SupportSwarm.el;
   function showBanner(text) { banner.textContent = text; banner.hidden = !text; }
   function isItem(s) {
     return s !== null && typeof s === "object" && typeof s.id === "number" && typeof s.title === "string" &&

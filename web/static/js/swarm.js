@@ -67,12 +67,7 @@
   };
 
   // --- rendering ---------------------------------------------------------------------------------------
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) node.className = cls;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  var el = window.SupportSwarm.el;
   function showBanner(text) { banner.textContent = text; banner.hidden = !text; }
   function messageNode(m) {
     var li = el("li", "msg" + (m.author && m.author.id === me ? " mine" : ""));
