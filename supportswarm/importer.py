@@ -78,11 +78,9 @@ Reader = Callable[[Path], Iterator[Record | Skipped]]
 
 
 @dataclass
-class ImportReport:
-    read: int = 0
-    imported: int = 0
-    existing: int = 0
-    embedded: int = 0  # embedded here (inline) or queued for the workers
+class SkipTally:
+    """Records skipped by reason, with the first SKIP_EXAMPLES as examples (every import report has one)."""
+
     skipped: Counter[str] = field(default_factory=Counter)
     examples: list[Skipped] = field(default_factory=list)
 
@@ -90,6 +88,14 @@ class ImportReport:
         self.skipped[note.reason] += 1
         if len(self.examples) < SKIP_EXAMPLES:
             self.examples.append(note)
+
+
+@dataclass
+class ImportReport(SkipTally):
+    read: int = 0
+    imported: int = 0
+    existing: int = 0
+    embedded: int = 0  # embedded here (inline) or queued for the workers
 
     def summary(self) -> str:
         lines = [f"read {self.read} records: {self.imported} imported, {self.existing} already present, "

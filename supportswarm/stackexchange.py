@@ -48,6 +48,7 @@ from supportswarm.importer import (
     ProgressBar,
     Record,
     Skipped,
+    SkipTally,
     clean_tags,
     import_records,
 )
@@ -60,7 +61,6 @@ ROW_BATCH = 500
 POST_TYPES = {3: "orphaned tag wiki", 4: "tag wiki excerpt", 5: "tag wiki", 6: "moderator nomination",
               7: "wiki placeholder", 8: "privilege wiki", 9: "knowledge article", 10: "collective discussion",
               11: "collective article", 12: "announcement", 13: "discussion", 14: "article", 15: "collective"}
-SKIP_EXAMPLES = 10
 
 ProgressFactory = Callable[[str, int | None], ProgressBar | None]
 
@@ -340,8 +340,8 @@ RETURNING external_id
 _PRESENT = "SELECT external_id FROM {table} WHERE external_id = ANY($1::text[])"
 
 
-@dataclass
-class DumpReport:
+@dataclass(kw_only=True)
+class DumpReport(SkipTally):
     """What an import of a dump did. `added` and `present` count rows by kind (user, answer, comment);
     questions are in `questions`, the JSON Lines importer's own report."""
 
@@ -350,13 +350,6 @@ class DumpReport:
     added: Counter[str] = field(default_factory=Counter)
     present: Counter[str] = field(default_factory=Counter)
     accepted: int = 0  # accepted answers linked by this run
-    skipped: Counter[str] = field(default_factory=Counter)
-    examples: list[Skipped] = field(default_factory=list)
-
-    def skip(self, note: Skipped) -> None:
-        self.skipped[note.reason] += 1
-        if len(self.examples) < SKIP_EXAMPLES:
-            self.examples.append(note)
 
     def summary(self) -> str:
         lines = [f"Stack Exchange site {self.site!r}", "questions: " + self.questions.summary().strip()]
