@@ -133,3 +133,15 @@ def make_user(client: httpx.AsyncClient) -> Any:
         return Actor(client, data["user"], data["token"])
 
     return make
+
+
+async def fresh_database(base: ConnectionParams, name: str) -> ConnectionParams:
+    """An empty database `name` on the server of `base`, dropped first if a former run left it."""
+    params = ConnectionParams(base.host, base.port, base.user, base.password, name)
+    admin = await asyncpg.connect(base.url("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    await ensure_database(params)
+    return params

@@ -15,25 +15,15 @@ from tortoise import Tortoise
 from embeddings import HashingEmbedder
 from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
-from supportswarm.db import ConnectionParams, ensure_database, migrate, parse_database_url
+from supportswarm.db import ConnectionParams, migrate, parse_database_url
 from supportswarm.errors import ConfigurationError
 from supportswarm.resources import open_resources
 from supportswarm.settings import Settings
-
-
-async def _fresh_database(base: ConnectionParams, name: str) -> ConnectionParams:
-    params = ConnectionParams(base.host, base.port, base.user, base.password, name)
-    admin = await asyncpg.connect(base.url("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    await ensure_database(params)
-    return params
+from tests.conftest import fresh_database
 
 
 async def test_upgrade_in_place_keeps_existing_rows(pg_params: ConnectionParams) -> None:
-    params = await _fresh_database(pg_params, "supportswarm_upgrade")
+    params = await fresh_database(pg_params, "supportswarm_upgrade")
     assert await migrate(params, until="0001_initial") == ["0001_initial"]
     conn = await asyncpg.connect(params.url())
     try:

@@ -22,7 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supportswarm.db import ConnectionParams, ensure_database
+from supportswarm.db import ConnectionParams
+from tests.conftest import fresh_database
 from tests.ops.conftest import RedisProcess, free_port, wait_for
 from tests.ops.procs import CLI, ROOT, Member, Proc, join, running, spawn, spawn_serve, wait_ready
 
@@ -39,17 +40,6 @@ class Topology:
     db: ConnectionParams
 
 
-async def _fresh_database(base: ConnectionParams) -> ConnectionParams:
-    params = ConnectionParams(base.host, base.port, base.user, base.password, DATABASE)
-    admin = await asyncpg.connect(base.url("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    await ensure_database(params)
-    return params
-
-
 def _cli(env: dict[str, str], *args: str) -> None:
     """A one-shot command (like compose's `migrate` service); fails the test with its output."""
     done = subprocess.run([*CLI, *args], cwd=ROOT, env=os.environ | env, capture_output=True, timeout=90)
@@ -58,7 +48,7 @@ def _cli(env: dict[str, str], *args: str) -> None:
 
 @pytest.fixture
 async def topology(pg_params: ConnectionParams, redis_server: RedisProcess, workdir: Path) -> AsyncIterator[Topology]:
-    db = await _fresh_database(pg_params)
+    db = await fresh_database(pg_params, DATABASE)
     env = {"DATABASE_URL": db.url(), "REDIS_URL": redis_server.url, "SECRET_KEY": "topology-secret",
            "SUPPORTSWARM_DATA_DIR": str(workdir), "SUPPORTSWARM_REDIS_NAMESPACE": f"topo-{uuid.uuid4().hex[:8]}:",
            "SUPPORTSWARM_RATE_LIMITS": "0", "SUPPORTSWARM_EMBED_THREADS": "1"}
