@@ -75,10 +75,11 @@ class Broker(Protocol):
         """
         ...
 
-    async def set_presence(self, room: str, member: str, ttl: float) -> None:
-        """Mark `member` present in `room` for `ttl` seconds; refresh before it expires to stay present.
+    async def set_presence(self, room: str, members: Sequence[str], ttl: float) -> None:
+        """Mark `members` present in `room` for `ttl` seconds; refresh before it expires to stay present.
 
-        Presence expires by itself, so the members of a killed process disappear without cleanup.
+        One call for all of a room's members in this process (a list, not a single string). Presence
+        expires by itself, so the members of a killed process disappear without cleanup.
         """
         ...
 

@@ -19,6 +19,12 @@ from supportswarm.realtime.protocol import Envelope
 DEFAULT_MAX_QUEUE = 1000
 
 
+def check_members(members: Sequence[str]) -> Sequence[str]:
+    if isinstance(members, str):
+        raise TypeError("presence takes a sequence of members, not one string")
+    return members
+
+
 class QueueSubscription:
     """A subscription backed by a bounded asyncio queue; the publisher never waits on it."""
 
@@ -167,8 +173,11 @@ class MemoryBroker:
         self._fanout.add(sub)
         return sub
 
-    async def set_presence(self, room: str, member: str, ttl: float) -> None:
-        self._presence.setdefault(room, {})[member] = self._clock() + ttl
+    async def set_presence(self, room: str, members: Sequence[str], ttl: float) -> None:
+        expiry = self._clock() + ttl
+        present = self._presence.setdefault(room, {})
+        for member in check_members(members):
+            present[member] = expiry
 
     async def clear_presence(self, room: str, member: str) -> None:
         self._presence.get(room, {}).pop(member, None)

@@ -18,7 +18,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from supportswarm.realtime.broker import BrokerUnavailable
-from supportswarm.realtime.memory import DEFAULT_MAX_QUEUE, Fanout, QueueSubscription
+from supportswarm.realtime.memory import DEFAULT_MAX_QUEUE, Fanout, QueueSubscription, check_members
 from supportswarm.realtime.protocol import Envelope, decode, encode
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ _MIN_BACKOFF, _MAX_BACKOFF = 0.1, 5.0
 _NOW = "local t = redis.call('TIME') local now = string.format('%.6f', t[1] + t[2] / 1000000)"
 _SET_PRESENCE = f"""{_NOW}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], string.format('%.6f', now + ARGV[2]), ARGV[1])
+local expiry = string.format('%.6f', now + ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 return redis.call('PEXPIREAT', KEYS[1], math.ceil(last[2] * 1000))"""
 _PRESENCE = f"""{_NOW}
@@ -106,8 +107,9 @@ class RedisBroker:
         except _NET_ERRORS:
             return False
 
-    async def set_presence(self, room: str, member: str, ttl: float) -> None:
-        await self._call(self._set_presence(keys=[f"{self._ns}presence:{room}"], args=[member, ttl]))
+    async def set_presence(self, room: str, members: Sequence[str], ttl: float) -> None:
+        if check_members(members):
+            await self._call(self._set_presence(keys=[f"{self._ns}presence:{room}"], args=[ttl, *members]))
 
     async def clear_presence(self, room: str, member: str) -> None:
         await self._call(self._client.zrem(f"{self._ns}presence:{room}", member))

@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
-import weakref
+from collections import deque
 from typing import Any
 
 from starlette.routing import WebSocketRoute
@@ -39,18 +38,17 @@ from supportswarm.realtime.protocol import (
 from supportswarm.settings import Settings
 from supportswarm.swarm import expertise, services
 from supportswarm.swarm.models import Swarm
+from supportswarm.swarm.rooms import PRESENCE_REFRESH_S, PRESENCE_TTL_S, LocalRoom, announce_presence, local_rooms
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 10.0
 MAX_FRAME_BYTES = 16 * 1024
-PRESENCE_TTL_S = 30.0
-PRESENCE_REFRESH_S = 10.0
 SAY_LIMIT = (10, 1.0)  # `say` frames per window per connection; over it: an error frame (rate_limited)
 FRAME_LIMIT = (40, 1.0)  # frames of any type per window per connection; over it: close 4429
 STRIKE_LIMIT = (5, 10.0)  # rate_limited errors per window before the connection is closed with 4429
 TYPING_EVERY_S = 2.0  # typing notices faster than this are dropped, not errors
-PRESENCE_BATCH_S = 0.5  # at most one presence broadcast per room and process in this interval, per 100 members
+MAX_WAITING = 1000  # notifications a session keeps while it cannot take them; beyond: it catches up from the database
 FRAME_TYPES = frozenset(FrameType)
 
 
@@ -170,25 +168,30 @@ async def room_socket(websocket: WebSocket) -> None:
 
 
 class RoomSession:
-    """One member's connection to one room: welcome + backlog, then the reader, the pump and the ticker."""
+    """One member's connection to one room: welcome + backlog, then the reader; notifications come from the
+    process's LocalRoom (rooms.py), which calls `on_envelope` for each in publish order."""
 
     def __init__(self, websocket: WebSocket, conn: Connection, *, swarm: Swarm, user: User, broker: Broker,
                  jobs: Any, settings: Settings) -> None:
         self.ws, self.conn, self.swarm, self.user = websocket, conn, swarm, user
         self.broker, self.jobs, self.settings = broker, jobs, settings
         self.channel = swarm_channel(swarm.id)
-        self.member = services.presence_member(user.id, conn.key)
+        self.presence_key = services.presence_member(user.id, conn.key)
+        self.helper = permissions.is_helper(user, expert_reputation=settings.expert_reputation)
         self.highest = 0
         self._lock = asyncio.Lock()
-        self._sub: Subscription | None = None
-        self._online: set[int] = set()
+        self._room: LocalRoom | None = None
+        self._live = False  # the welcome is out: notifications may be sent
+        self._waiting: deque[Envelope | None] = deque()  # None: catch up from the database
+        self._drainer: asyncio.Task[None] | None = None
+        self._ended = asyncio.Event()
+        self._error: BaseException | None = None
         self._last_typing = 0.0
-        self._helper = permissions.is_helper(user, expert_reputation=settings.expert_reputation)
         self._responded = False  # a message of this user is stored: no later one can be the first response
 
     async def run(self, last_seq: int) -> None:
-        try:
-            self._sub = await self.broker.subscribe([self.channel])  # first: nothing published from now is lost
+        try:  # first: nothing published from now on is lost
+            self._room = await local_rooms(self.broker).join(self.swarm.id, self)
         except BrokerUnavailable:
             await self.conn.close(CloseCode.GOING_AWAY, "realtime service unavailable; retry",
                                   final={"type": EventType.RECONNECT.value, "reason": "broker"})
@@ -202,23 +205,26 @@ class RoomSession:
             await self._stop()
 
     async def _start(self, last_seq: int) -> None:
+        assert self._room is not None
         await services.join_swarm(self.swarm, self.user, expert_reputation=self.settings.expert_reputation)
-        await self._refresh_presence()
-        self._online = services.online_user_ids(await self.broker.presence(self.channel))
+        self._room.online = services.online_user_ids(await self.broker.presence(self.channel))
         announce_presence(self.swarm.id, self.broker)
         await self._welcome(last_seq)
+        self._live = True
+        if self._waiting:
+            self._drain_soon()
 
     async def _serve(self) -> None:
-        tasks = [asyncio.create_task(coro) for coro in (self._read(), self._pump(), self._tick(),
-                                                         self.conn.closed.wait())]
+        tasks = [asyncio.create_task(coro) for coro in (self._read(), self.conn.closed.wait(), self._ended.wait())]
         try:
             done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-        for task in done:
-            if not task.cancelled() and (exc := task.exception()) is not None:
+        errors = [task.exception() for task in done if not task.cancelled()] + [self._error]
+        for exc in errors:
+            if exc is not None:
                 await self._close_for(exc)
 
     async def _close_for(self, exc: BaseException) -> None:
@@ -232,21 +238,25 @@ class RoomSession:
             await self.conn.close(1011, "internal error")
 
     async def _stop(self) -> None:
-        if self._sub is not None:
-            await self._sub.close()
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.wait([self._drainer])
+        if self._room is not None:
+            await self._room.leave(self)
         with contextlib.suppress(BrokerUnavailable):
-            await self.broker.clear_presence(self.channel, self.member)
-            await self.broker.clear_presence(expertise.ONLINE_ROOM, self.member)
+            await self.broker.clear_presence(self.channel, self.presence_key)
+            await self.broker.clear_presence(expertise.ONLINE_ROOM, self.presence_key)
         announce_presence(self.swarm.id, self.broker)
 
     # --- welcome and ordered delivery -------------------------------------------------------------------
 
     async def _welcome(self, last_seq: int) -> None:
+        assert self._room is not None
         swarm = await services.get_swarm(self.swarm.id)  # after subscribing: the head is at least this
         reset = last_seq > swarm.last_seq  # a client from another database / a reset room: full state
         start = 0 if reset else last_seq
         page = await services.messages_after(swarm.id, start)
-        members = await services.room_members(swarm.id, self._online)
+        members = await services.room_members(swarm.id, self._room.online)
         await self.conn.put({
             "type": EventType.WELCOME.value, "swarm": services.swarm_dict(swarm, swarm.question),
             "members": members, "backlog": page, "head": swarm.last_seq, "reset": reset,
@@ -278,53 +288,60 @@ class RoomSession:
                 self.conn.push(frame)
                 self.highest = seq
 
-    async def _pump(self) -> None:
-        while True:
-            assert self._sub is not None
-            try:
-                async for envelope in self._sub:
-                    await self._on_envelope(envelope)
-                return  # the broker closed: the process is stopping; the client reconnects elsewhere
-            except SubscriptionLost as exc:  # fell behind, or the broker connection dropped: resubscribe, catch up
-                log.info("swarm %s: subscription lost (%s); resuming from the database", self.swarm.id, exc)
-                await self._sub.close()
-                self._sub = await self.broker.subscribe([self.channel])
-                async with self._lock:
-                    await self._fill(None)
+    def on_envelope(self, envelope: Envelope) -> None:
+        # The usual case is synchronous: the next message in order, nothing waiting, nobody filling. Else the
+        # envelope waits its turn behind the welcome, the gap read or the envelopes before it (_drain).
+        if self._live and self._drainer is None and not self._lock.locked():
+            if envelope.type != EventType.MESSAGE or envelope.seq is None:
+                self._show(envelope)
+                return
+            if envelope.seq <= self.highest:
+                return
+            if envelope.seq == self.highest + 1:
+                self.conn.push(envelope.data_json())  # encoded once for every member in this process
+                self.highest = envelope.seq
+                return
+        self._later(envelope)
 
-    async def _on_envelope(self, envelope: Envelope) -> None:
-        data = envelope.data  # sent as envelope.data_json(): encoded once for every member in this process
-        if envelope.type == EventType.MESSAGE and envelope.seq is not None:
-            await self.deliver(envelope.seq, envelope.data_json())
-        elif envelope.type == EventType.TYPING:
-            if (data.get("user") or {}).get("id") != self.user.id:
-                self.conn.push(envelope.data_json())
-        elif envelope.type == EventType.PRESENCE:
-            self._online = {m["id"] for m in data.get("members", []) if m.get("status") == "online"}
+    def catch_up(self) -> None:
+        self._later(None)
+
+    def end(self, error: BaseException | None) -> None:
+        self._error = error
+        self._ended.set()
+
+    def _later(self, envelope: Envelope | None) -> None:
+        if len(self._waiting) >= MAX_WAITING:  # too far behind: what was waiting is in the database
+            self._waiting.clear()
+            envelope = None
+        self._waiting.append(envelope)
+        if self._live and self._drainer is None:
+            self._drain_soon()
+
+    def _drain_soon(self) -> None:
+        self._drainer = asyncio.create_task(self._drain(), name=f"room-drain:{self.conn.key}")
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                envelope = self._waiting.popleft()
+                if envelope is None:
+                    async with self._lock:
+                        await self._fill(None)
+                elif envelope.type == EventType.MESSAGE and envelope.seq is not None:
+                    await self.deliver(envelope.seq, envelope.data_json())
+                else:
+                    self._show(envelope)
+        except Exception as exc:  # the database is down, say: the session ends and the client resumes
+            self.end(exc)
+        finally:
+            self._drainer = None
+
+    def _show(self, envelope: Envelope) -> None:
+        if envelope.type == EventType.TYPING and (envelope.data.get("user") or {}).get("id") == self.user.id:
+            return  # one's own typing notice
+        if envelope.type in (EventType.TYPING, EventType.PRESENCE, EventType.RESOLVED):
             self.conn.push(envelope.data_json())
-        elif envelope.type == EventType.RESOLVED:
-            self.conn.push(envelope.data_json())
-
-    # --- presence -------------------------------------------------------------------------------------
-
-    async def _refresh_presence(self) -> None:
-        await self.broker.set_presence(self.channel, self.member, PRESENCE_TTL_S)
-        if self._helper:
-            await self.broker.set_presence(expertise.ONLINE_ROOM, self.member, PRESENCE_TTL_S)
-
-    async def _tick(self) -> None:
-        """Keep this member present, and notice members whose replica died (their presence expired)."""
-        while True:
-            await asyncio.sleep(PRESENCE_REFRESH_S)
-            try:
-                await self._refresh_presence()
-                if not _looks.setdefault(self.broker, _Looks()).due(self.swarm.id, time.monotonic()):
-                    continue
-                online = services.online_user_ids(await self.broker.presence(self.channel))
-                if online != self._online:  # e.g. a dead replica's members expired: tell the room
-                    announce_presence(self.swarm.id, self.broker)
-            except BrokerUnavailable as exc:
-                log.warning("swarm %s: presence refresh failed: %s", self.swarm.id, exc)
 
     # --- client frames --------------------------------------------------------------------------------
 
@@ -398,76 +415,6 @@ class RoomSession:
             self.conn.push(posted.frame)  # a retried say: the sender gets the stored message again
 
 
-# Presence broadcasts, batched per room and process. Benchmarked in bench/swarm_ws.py: broadcasting the
-# full member list on every join and leave, and recomputing it in every session that noticed a change,
-# made filling a room O(n^2) frames of O(n) size plus O(n^2) database reads: a room of 1,000 could not be
-# assembled in minutes. Now a room costs at most one member-list query and broadcast per interval, and the
-# interval grows with the room so that the bytes of presence per second grow linearly, not quadratically.
-class _Batch:
-    again = False  # a change came after the last broadcast read the member list
-
-
-_announcing: weakref.WeakKeyDictionary[Broker, dict[int, _Batch]] = weakref.WeakKeyDictionary()  # per app
-_running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
-
-
-def announce_presence(swarm_id: int, broker: Broker) -> None:
-    """Broadcast the room's presence now; within the batch interval after a broadcast, once more at the end of
-    that interval instead, covering every change in between."""
-    batches = _announcing.setdefault(broker, {})
-    if (batch := batches.get(swarm_id)) is not None:
-        batch.again = True
-        return
-    batches[swarm_id] = batch = _Batch()
-    task = asyncio.create_task(_announce(swarm_id, broker, batches, batch))
-    _running.add(task)
-    task.add_done_callback(_running.discard)
-
-
-async def _announce(swarm_id: int, broker: Broker, batches: dict[int, _Batch], batch: _Batch) -> None:
-    try:
-        while True:
-            batch.again = False
-            members = 0
-            try:
-                frame, _online = await services.presence_frame(swarm_id, broker)
-                members = len(frame["members"])
-                await services.notify(broker, Envelope(channel=swarm_channel(swarm_id), type=EventType.PRESENCE.value,
-                                                       op="update", data=frame))
-            except Exception as exc:  # broker or database unavailable, or the app stopping: the next tick retries
-                log.info("swarm %s: presence broadcast failed: %r", swarm_id, exc)
-            await asyncio.sleep(PRESENCE_BATCH_S * max(1.0, members / 100))
-            if not batch.again:
-                return
-    finally:
-        batches.pop(swarm_id, None)
-
-
-# Looking for expired members reads the room's whole presence list, O(members): 0.5 ms in a room of 1,000. Every
-# session doing it every interval made that room read a million entries per interval, in bursts (sessions that
-# connected together tick together), i.e. stalls of tens of ms. One session per room and process looks; what it
-# sees changed is broadcast to every member.
-class _Looks:
-    """When a session of each room last looked for expired members, in this process."""
-
-    def __init__(self) -> None:
-        self._at: dict[int, float] = {}
-        self._prune_at = 1024
-
-    def due(self, swarm_id: int, now: float) -> bool:
-        """True (and noted) if no session of the room looked within the last interval."""
-        if self._at.get(swarm_id, -math.inf) > now - PRESENCE_REFRESH_S:
-            return False
-        self._at[swarm_id] = now
-        if len(self._at) > self._prune_at:  # amortised O(1): forget idle rooms only when the dict doubled
-            self._at = {room: at for room, at in self._at.items() if at > now - PRESENCE_REFRESH_S}
-            self._prune_at = max(1024, 2 * len(self._at))
-        return True
-
-
-_looks: weakref.WeakKeyDictionary[Broker, _Looks] = weakref.WeakKeyDictionary()  # per app
-
-
 # --- the inbox ------------------------------------------------------------------------------------------
 
 
@@ -522,7 +469,7 @@ async def _inbox_read(websocket: WebSocket) -> None:
 async def _inbox_presence(broker: Broker, member: str, helper: bool) -> None:
     while helper:
         with contextlib.suppress(BrokerUnavailable):
-            await broker.set_presence(expertise.ONLINE_ROOM, member, PRESENCE_TTL_S)
+            await broker.set_presence(expertise.ONLINE_ROOM, [member], PRESENCE_TTL_S)
         await asyncio.sleep(PRESENCE_REFRESH_S)
     await asyncio.Event().wait()
 

@@ -247,10 +247,10 @@ async def test_ping(broker: Broker) -> None:
 
 
 async def test_presence_set_list_clear(broker: Broker) -> None:
-    await broker.set_presence("swarm:1", "bob", ttl=30)
-    await broker.set_presence("swarm:1", "alice", ttl=30)
-    await broker.set_presence("swarm:1", "alice", ttl=30)  # refresh, not a duplicate
-    await broker.set_presence("swarm:2", "carol", ttl=30)
+    await broker.set_presence("swarm:1", ["bob"], ttl=30)
+    await broker.set_presence("swarm:1", ["alice"], ttl=30)
+    await broker.set_presence("swarm:1", ["alice"], ttl=30)  # refresh, not a duplicate
+    await broker.set_presence("swarm:2", ["carol"], ttl=30)
     assert await broker.presence("swarm:1") == ["alice", "bob"]
     await broker.clear_presence("swarm:1", "alice")
     await broker.clear_presence("swarm:1", "nobody")
@@ -259,9 +259,18 @@ async def test_presence_set_list_clear(broker: Broker) -> None:
     assert await broker.presence("swarm:3") == []
 
 
+async def test_presence_of_many_members_in_one_call(broker: Broker) -> None:
+    await broker.set_presence("swarm:1", ["carol", "alice", "bob"], ttl=30)
+    await broker.set_presence("swarm:1", [], ttl=30)  # a room with no local members: nothing to do
+    assert await broker.presence("swarm:1") == ["alice", "bob", "carol"]
+    with pytest.raises(TypeError):
+        await broker.set_presence("swarm:1", "dave", ttl=30)  # one string would be four members d, a, v, e
+    assert await broker.presence("swarm:1") == ["alice", "bob", "carol"]
+
+
 async def test_presence_expires_by_itself(broker: Broker) -> None:
-    await broker.set_presence("swarm:1", "ghost", ttl=0.2)
-    await broker.set_presence("swarm:1", "alice", ttl=30)
+    await broker.set_presence("swarm:1", ["ghost"], ttl=0.2)
+    await broker.set_presence("swarm:1", ["alice"], ttl=30)
     assert await broker.presence("swarm:1") == ["alice", "ghost"]
 
     async def ghost_gone() -> bool:
@@ -273,7 +282,7 @@ async def test_presence_expires_by_itself(broker: Broker) -> None:
 async def test_memory_presence_follows_the_injected_clock() -> None:
     now = [100.0]
     broker = MemoryBroker(clock=lambda: now[0])
-    await broker.set_presence("room", "alice", ttl=10)
+    await broker.set_presence("room", ["alice"], ttl=10)
     now[0] = 109.9
     assert await broker.presence("room") == ["alice"]
     now[0] = 110.0

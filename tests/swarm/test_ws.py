@@ -18,7 +18,7 @@ from supportswarm.accounts.models import User
 from supportswarm.forum.models import Answer, Question, QuestionStatus
 from supportswarm.metrics.models import Event
 from supportswarm.resources import Resources
-from supportswarm.swarm import services, ws
+from supportswarm.swarm import services
 from supportswarm.swarm.models import Swarm, SwarmMessage, SwarmParticipant
 from tests.security.scene import NoJobs
 from tests.swarm.conftest import Server
@@ -292,16 +292,3 @@ async def test_inbox_socket_hears_swarms_open_on_another_process(resources: Reso
     assert json.loads(await anonymous.recv())["code"] == "not_authenticated"
     await asyncio.wait_for(anonymous.wait_closed(), 5)
     assert anonymous.close_code == 4401
-
-
-def test_one_session_per_room_and_process_looks_for_expired_members_each_interval() -> None:
-    looks, every = ws._Looks(), ws.PRESENCE_REFRESH_S
-    assert looks.due(1, 100.0), "the first session of a room to tick looks"
-    assert not looks.due(1, 100.0 + every / 2), "the room's other sessions do not, within the interval"
-    assert looks.due(2, 100.0 + every / 2), "rooms are independent"
-    assert looks.due(1, 100.0 + every + 0.01), "the next interval's first tick looks again"
-    for room in range(3, 3000):
-        looks.due(room, 200.0)
-    for room in range(3000, 4200):  # rooms that went quiet are forgotten, not kept forever
-        looks.due(room, 200.0 + every + 1)
-    assert len(looks._at) < 1300
