@@ -12,12 +12,15 @@ from tests.swarm.helpers import wait_for
 
 
 class FakeSocket:
-    def __init__(self, *, stall: bool = False) -> None:
+    def __init__(self, *, stall: bool = False, broken: bool = False) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: int | None = None
         self.stall = asyncio.Event() if stall else None
+        self.broken = broken
 
     async def send_text(self, data: str) -> None:
+        if self.broken:
+            raise ConnectionResetError("the client is gone")
         if self.stall is not None:
             await self.stall.wait()
         self.sent.append(json.loads(data))
@@ -59,6 +62,40 @@ async def test_an_encoded_frame_is_sent_as_is() -> None:
         await wait_for(sent)
     assert socks[0].sent == [{"type": "message", "seq": 1, "body": "hé"}, {"type": "message", "seq": 2}]
     assert socks[1].sent == [{"type": "message", "seq": 1, "body": "hé"}]
+
+
+async def test_a_frame_for_an_idle_socket_is_written_at_once() -> None:
+    sock = FakeSocket()
+    async with Hub(config()).connect(sock) as conn:
+        await asyncio.sleep(0)  # the writer is parked on its empty queue
+        assert conn.push({"type": "message", "seq": 1})
+        assert sock.sent == [{"type": "message", "seq": 1}], "written in the pusher's task, no hop to the writer"
+
+
+async def test_a_send_that_must_wait_finishes_in_a_task_and_later_frames_follow_it() -> None:
+    sock = FakeSocket(stall=True)
+    async with Hub(config()).connect(sock) as conn:
+        await asyncio.sleep(0)
+        assert all(conn.push({"type": "message", "seq": seq}) for seq in (1, 2, 3))
+        await asyncio.sleep(0.05)
+        assert sock.sent == [], "the first send waits on the socket; the others wait behind it"
+        assert sock.stall is not None
+        sock.stall.set()
+
+        async def sent_all() -> bool:
+            return len(sock.sent) == 3
+
+        await wait_for(sent_all)
+    assert [f["seq"] for f in sock.sent] == [1, 2, 3]
+
+
+async def test_a_failed_write_closes_the_connection() -> None:
+    sock = FakeSocket(broken=True)
+    async with Hub(config()).connect(sock) as conn:
+        await asyncio.sleep(0)
+        assert conn.push({"type": "message", "seq": 1}) is False
+        await asyncio.wait_for(conn.closed.wait(), 2)
+    assert conn.close_code == 1006
 
 
 async def test_a_slow_consumer_is_closed_with_4008_without_blocking_the_pusher() -> None:
