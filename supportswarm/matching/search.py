@@ -17,6 +17,7 @@ from typing import Any
 from tortoise import connections
 
 from embeddings import Vectors
+from supportswarm.matching import trigrams
 
 EMBEDDING_DIM = 384  # questions.embedding is vector(384): all-MiniLM-L6-v2 and its peers
 # Candidates fetched per side. More than any page of results, so that fusion can promote an item
@@ -186,23 +187,29 @@ class Fusion:
     temperature: float = 0.07  # vote weight exp((cos' - 1) / T): a close neighbour outweighs many far ones
     text_weight: float = 0.25  # share of the full-text leg (vote weight 1 / (rrf_k + rank)) in the hybrid vote
     rrf_k: int = 10
-    density_weight: float = 0.75  # cos' = cos - density_weight x the question's density: hubs lose their pull
+    density_weight: float = 0.5  # cos' = cos - density_weight x the question's density: hubs lose their pull
+    # Share of the character-trigram leg (query vs title, matching/trigrams.py; vote weight
+    # exp((similarity - 1) / trigram_temperature)): closeness of wording, misspellings included. These two and
+    # density_weight were chosen together by 5-fold cross-validation on BANKING77 train.csv (bench/README.md).
+    trigram_weight: float = 0.25
+    trigram_temperature: float = 0.1
 
 
 DEFAULT_FUSION = Fusion()
 
 
-def fuse(hits: Sequence[Hit], mode: Mode = Mode.HYBRID, fusion: Fusion = DEFAULT_FUSION) -> list[Hit]:
+def fuse(hits: Sequence[Hit], mode: Mode = Mode.HYBRID, fusion: Fusion = DEFAULT_FUSION, *,
+         query: str | None = None) -> list[Hit]:
     """Best first, each with its `score`.
 
     HYBRID (the product): questions vote for their solution (equal accepted-answer text, else the
-    question itself), weighted by closeness corrected for hubness (`density`), plus a full-text leg;
-    one question per solution is kept and `score` is that solution's share of the evidence (0..1,
-    summing to 1 over the candidates).
+    question itself), weighted by closeness corrected for hubness (`density`), plus a full-text leg
+    and, given the `query` text, a character-trigram leg; one question per solution is kept and `score`
+    is that solution's share of the evidence (0..1, summing to 1 over the candidates).
     RRF: reciprocal rank fusion of both lists. VECTOR: cosine. TEXT: normalised ts_rank_cd.
     """
     if mode == Mode.HYBRID:
-        return _vote(hits, fusion)
+        return _vote(hits, fusion, query)
     if mode == Mode.VECTOR:
         scored = [replace(h, score=h.cosine) for h in hits if h.vector_rank is not None and h.cosine is not None]
     elif mode == Mode.TEXT:
@@ -220,7 +227,7 @@ def solution_key(hit: Hit) -> str:
     return f"s:{hit.solution}" if hit.solution is not None else f"q:{hit.id}"
 
 
-def _vote(hits: Sequence[Hit], fusion: Fusion) -> list[Hit]:
+def _vote(hits: Sequence[Hit], fusion: Fusion, query: str | None) -> list[Hit]:
     groups: dict[str, list[Hit]] = {}
     for hit in hits:
         groups.setdefault(solution_key(hit), []).append(hit)
@@ -230,10 +237,22 @@ def _vote(hits: Sequence[Hit], fusion: Fusion) -> list[Hit]:
     text_leg = _leg(groups, fusion.per_answer, lambda h: 1.0 / (fusion.rrf_k + h.text_rank)
                     if h.text_rank is not None else 0.0)
     weight = fusion.text_weight if any(text_leg.values()) else 0.0
-    total = {key: (1.0 - weight) * vector_leg[key] + weight * text_leg[key] for key in groups}
+    words = {key: (1.0 - weight) * vector_leg[key] + weight * text_leg[key] for key in groups}
+    chars = _trigram_leg(groups, fusion, query)
+    share = fusion.trigram_weight if any(chars.values()) else 0.0
+    total = {key: (1.0 - share) * words[key] + share * chars.get(key, 0.0) for key in groups}
     norm = sum(total.values()) or 1.0
     best = [replace(max(members, key=_closeness), score=total[key] / norm) for key, members in groups.items()]
     return sorted(best, key=lambda h: (-h.score, -(h.cosine or 0.0), h.id))
+
+
+def _trigram_leg(groups: dict[str, list[Hit]], fusion: Fusion, query: str | None) -> dict[str, float]:
+    """Each solution's share of the character-trigram evidence: every candidate votes by how much of
+    its title's spelling it shares with the query. Empty without a query (or a weight)."""
+    if not query or fusion.trigram_weight <= 0.0 or not trigrams.trigrams(query):
+        return {}
+    return _leg(groups, fusion.per_answer,
+                lambda h: math.exp((trigrams.similarity(query, h.title) - 1.0) / fusion.trigram_temperature))
 
 
 def _density_adjusted(hits: Sequence[Hit], weight: float) -> dict[int, float]:

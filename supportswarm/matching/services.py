@@ -39,7 +39,7 @@ from supportswarm.matching.search import (
 # the most questions while offers are >= 95% right and <= 5% of questions with no answer in the forum
 # get one. RELATED_THRESHOLD: the cosine below which the best question is not even related (Youden's J
 # between questions that have an answer in the forum and those that have none): an ask opens a swarm.
-ANSWER_THRESHOLD = 0.595
+ANSWER_THRESHOLD = 0.571
 ANSWER_MIN_COSINE = 0.78
 RELATED_THRESHOLD = 0.836
 DEFAULT_LIMIT = 5
@@ -111,7 +111,7 @@ async def find_similar(
         embedded = clock()
         text_hits, text_s = await text_task
     found = await vector_candidates(vector, text_hits, model=embedder.name, exclude_id=exclude_id)
-    hits = fuse(found, Mode.HYBRID)[:limit]
+    hits = fuse(found, Mode.HYBRID, query=text)[:limit]
     threshold = ANSWER_THRESHOLD if answer_threshold is None else answer_threshold
     timings = {"embed": embedded - start, "text": text_s, "vector": clock() - max(embedded, start + text_s)}
     return Similar(hits, hits[0].score if hits else 0.0, similarity_of(hits),
