@@ -138,6 +138,16 @@ async def _ensure_vector(conn: asyncpg.Connection) -> None:
     await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond what asyncpg always does (roll back an open transaction).
+
+    Its default also runs `RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`, one more round trip
+    after every ORM query (a fifth of the web process's time in bench/swarm_ws.py, phase t). The app keeps
+    no session state on pooled connections: its settings are per database (migration 0002), the migration
+    lock takes a connection of its own, and cursors end with their transaction.
+    """
+
+
 def tortoise_config(params: ConnectionParams, *, pool_size: int = 10) -> dict[str, Any]:
     return {
         "connections": {
@@ -151,6 +161,7 @@ def tortoise_config(params: ConnectionParams, *, pool_size: int = 10) -> dict[st
                     "database": params.database,
                     "minsize": 1,
                     "maxsize": pool_size,
+                    "reset": keep_session,
                 },
             }
         },

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 
 from embeddings import HashingEmbedder
 from supportswarm.accounts import services as accounts
@@ -90,3 +90,22 @@ async def test_embedded_database_persists_and_is_shared_with_cli_commands(tmp_pa
     async with open_resources(settings, embedder=HashingEmbedder()):
         names = {u.username for u in await User.all()}
     assert names == {"first_user", "cli_user"}
+
+
+async def test_pooled_connections_return_without_a_reset_round_trip_and_never_inside_a_transaction(app: object) -> None:
+    client = connections.get("default")
+    await client.execute_query("SELECT 0")  # the pool opens with the first query
+    pool = client._pool
+    statements: list[str] = []
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        await conn.execute("SELECT 1")
+    assert statements == ["SELECT 1"], "no RESET ALL / UNLISTEN * round trip after each query"
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda record: statements.append(record.query))
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("SELECT 2")
+    async with pool.acquire() as conn:
+        assert not conn.is_in_transaction()
+    assert statements[-1] == "ROLLBACK", "a transaction left open ends before the connection is reused"
