@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -33,6 +32,7 @@ from supportswarm.moderation.visibility import shown
 from supportswarm.realtime.broker import Broker, BrokerUnavailable
 from supportswarm.realtime.protocol import INBOX_CHANNEL, Envelope, EventType, swarm_channel, user_channel
 from supportswarm.swarm.models import Swarm, SwarmLink, SwarmMessage, SwarmParticipant, SwarmStatus
+from supportswarm.swarm.store import Say, batcher, store_messages
 
 log = logging.getLogger(__name__)
 
@@ -293,33 +293,6 @@ class Posted:
     created: bool  # False: a retried `say`, answered with the stored message
 
 
-# The whole `say` in one statement: one round trip and no ORM on the hot path (bench/README.md, "Swarm
-# rooms"). `head` takes the swarm's row lock and the next seq, which serialises the room's writers until
-# commit: commit order = seq order. A retry whose message is already stored takes no seq (`stored`); one
-# racing a concurrent retry of the same client_msg_id fails the INSERT's unique constraint, which undoes the
-# whole statement, seq included, so seqs stay gap-free. The participant row and the SWARM_MESSAGE event are
-# written only with the message.
-_POST_MESSAGE_SQL = """
-WITH stored AS (
-    SELECT id FROM swarm_messages WHERE swarm_id = $1 AND client_msg_id = $4
-), head AS (
-    UPDATE swarms SET last_seq = last_seq + 1 WHERE id = $1 AND status = 'open' AND NOT EXISTS (SELECT FROM stored)
-    RETURNING last_seq, question_id
-), message AS (
-    INSERT INTO swarm_messages (swarm_id, seq, author_id, body, client_msg_id, created_at)
-    SELECT $1, last_seq, $2, $3, $4, $5 FROM head RETURNING id, seq
-), member AS (
-    INSERT INTO swarm_participants (swarm_id, user_id, joined_at, messages) SELECT $1, $2, $5, 1 FROM message
-    ON CONFLICT (swarm_id, user_id) DO UPDATE SET messages = swarm_participants.messages + 1
-), logged AS (
-    INSERT INTO events (kind, at, actor_id, question_id, swarm_id, data)
-    SELECT $6, $5, $2, question_id, $1, jsonb_build_object('seq', last_seq) FROM head
-)
-SELECT message.id, message.seq, head.question_id, EXISTS (SELECT FROM stored) AS stored
-FROM (SELECT) AS one LEFT JOIN head ON true LEFT JOIN message ON true
-"""
-
-
 async def post_message(swarm_id: int, user: User, body: object, client_msg_id: object, *, broker: Broker,
                        jobs: JobQueue, first_response: bool = True) -> Posted:
     """Store a room message with the next `seq`, then publish it. Idempotent per `client_msg_id`.
@@ -329,15 +302,15 @@ async def post_message(swarm_id: int, user: User, body: object, client_msg_id: o
     one came before it, or the user is the asker, whose messages never count).
     """
     text, cmid = check_message(body, client_msg_id)
-    at = now()
+    say = Say(swarm_id, user.id, text, cmid, now())
     try:
         if first_response:
             async with in_transaction() as conn:
-                row = await _insert_message(conn, swarm_id, user, text, cmid, at)
+                [row] = await store_messages(conn, [say])
                 if row["id"] is not None:
-                    await forum.record_response(await Question.get(id=row["question_id"]), user, at)
-        else:
-            row = await _insert_message(connections.get("default"), swarm_id, user, text, cmid, at)
+                    await forum.record_response(await Question.get(id=row["question_id"]), user, say.at)
+        else:  # the usual case: grouped with the process's concurrent says (store.py)
+            row = await batcher(broker).store(say)
     except IntegrityError:  # a concurrent retry of the same client_msg_id stored it first
         if (stored := await _stored_message(swarm_id, cmid)) is None:
             raise
@@ -350,20 +323,13 @@ async def post_message(swarm_id: int, user: User, body: object, client_msg_id: o
         await _raise_not_open(swarm_id)
     telemetry.MESSAGES.inc()
     message = SwarmMessage(id=row["id"], swarm_id=swarm_id, seq=row["seq"], author_id=user.id, body=text,
-                           client_msg_id=cmid, created_at=at)
+                           client_msg_id=cmid, created_at=say.at)
     frame = message_frame(message, user)
     envelope = Envelope(channel=swarm_channel(swarm_id), type=EventType.MESSAGE.value, op="add", data=frame,
                         seq=message.seq)
     if not await notify(broker, envelope):
         await jobs.enqueue(JobName.REPUBLISH, job_id=f"republish:{message.id}", message_id=message.id)
     return Posted(frame, True)
-
-
-async def _insert_message(conn: BaseDBAsyncClient, swarm_id: int, user: User, text: str, cmid: str,
-                          at: datetime) -> dict[str, Any]:
-    rows = await conn.execute_query_dict(_POST_MESSAGE_SQL,
-                                         [swarm_id, user.id, text, cmid, at, EventKind.SWARM_MESSAGE.value])
-    return rows[0]
 
 
 async def _stored_message(swarm_id: int, client_msg_id: str) -> dict[str, Any] | None:
