@@ -58,9 +58,14 @@ def author_dict(user: User | None) -> dict[str, Any] | None:
 def message_frame(m: SwarmMessage, author: User | None) -> dict[str, Any]:
     """The `message` event: also the broker envelope's data, the REST transcript item and the backlog item.
     A message hidden by a moderator reads HIDDEN_TEXT here for everyone; staff read it in /admin/flags."""
-    return {"type": EventType.MESSAGE.value, "id": m.id, "seq": m.seq, "client_msg_id": m.client_msg_id,
-            "author": author_dict(author), "body": shown(m.body, m.hidden_at, reveal=False),
-            "at": m.created_at.isoformat()}
+    return _message_frame(m.id, m.seq, m.client_msg_id, author, shown(m.body, m.hidden_at, reveal=False),
+                          m.created_at)
+
+
+def _message_frame(id: int, seq: int, client_msg_id: str, author: User | None, body: str, at: datetime
+                   ) -> dict[str, Any]:
+    return {"type": EventType.MESSAGE.value, "id": id, "seq": seq, "client_msg_id": client_msg_id,
+            "author": author_dict(author), "body": body, "at": at.isoformat()}
 
 
 def swarm_dict(swarm: Swarm, question: Question) -> dict[str, Any]:
@@ -291,6 +296,11 @@ def check_message(body: object, client_msg_id: object) -> tuple[str, str]:
 class Posted:
     frame: dict[str, Any]
     created: bool  # False: a retried `say`, answered with the stored message
+    envelope: Envelope | None = None  # the published notification (created only)
+
+    def encoded(self) -> dict[str, Any] | str:
+        """The frame for the sender's echo: the envelope's JSON text, encoded once for the room."""
+        return self.frame if self.envelope is None else self.envelope.data_json()
 
 
 async def post_message(swarm_id: int, user: User, body: object, client_msg_id: object, *, broker: Broker,
@@ -322,14 +332,12 @@ async def post_message(swarm_id: int, user: User, body: object, client_msg_id: o
     if row["id"] is None:
         await _raise_not_open(swarm_id)
     telemetry.MESSAGES.inc()
-    message = SwarmMessage(id=row["id"], swarm_id=swarm_id, seq=row["seq"], author_id=user.id, body=text,
-                           client_msg_id=cmid, created_at=say.at)
-    frame = message_frame(message, user)
+    frame = _message_frame(row["id"], row["seq"], cmid, user, text, say.at)  # a new message: not hidden
     envelope = Envelope(channel=swarm_channel(swarm_id), type=EventType.MESSAGE.value, op="add", data=frame,
-                        seq=message.seq)
+                        seq=row["seq"])
     if not await notify(broker, envelope):
-        await jobs.enqueue(JobName.REPUBLISH, job_id=f"republish:{message.id}", message_id=message.id)
-    return Posted(frame, True)
+        await jobs.enqueue(JobName.REPUBLISH, job_id=f"republish:{row['id']}", message_id=row["id"])
+    return Posted(frame, True, envelope)
 
 
 async def _stored_message(swarm_id: int, client_msg_id: str) -> dict[str, Any] | None:

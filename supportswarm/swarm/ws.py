@@ -410,7 +410,7 @@ class RoomSession:
                                              broker=self.broker, jobs=self.jobs, first_response=not self._responded)
         self._responded = self._responded or posted.created
         if posted.created or posted.frame["seq"] > self.highest:
-            await self.deliver(posted.frame["seq"], posted.frame)  # the echo, in order, even if the broker dropped it
+            await self.deliver(posted.frame["seq"], posted.encoded())  # the echo, in order, even if not published
         else:
             self.conn.push(posted.frame)  # a retried say: the sender gets the stored message again
 
