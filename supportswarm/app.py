@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypedDict
@@ -15,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from embeddings import Embedder
 from supportswarm import openapi, ops
 from supportswarm.accounts import routes as account_routes
+from supportswarm.accounts.live import follow_account_changes
 from supportswarm.accounts.sessions import AuthMiddleware, SessionSigner
 from supportswarm.errors import SwarmError
 from supportswarm.forum import routes as forum_routes
@@ -60,10 +62,12 @@ def create_app(
             app.state.resources = res
             hub = Hub()
             app.state.hub = hub  # ops.GracefulServer tells room members to reconnect before uvicorn's shutdown
+            following = asyncio.create_task(follow_account_changes(res.broker, hub))
             tune_gc()  # everything imported and opened so far lives as long as the process
             try:
                 yield State(resources=res, broker=res.broker, jobs=res.jobs, embedder=res.embedder, hub=hub)
             finally:
+                following.cancel()
                 await hub.shutdown()  # every socket gets `reconnect` + 4001 and resumes on another replica
 
     routes: list[Any] = [

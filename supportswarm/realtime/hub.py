@@ -260,6 +260,7 @@ class Hub:
         self.config = config or HubConfig()
         self._clock = clock
         self._connections: dict[str, Connection] = {}
+        self._by_user: dict[int, set[Connection]] = {}
         self._ids = itertools.count(1)
         self._shutting_down = False
 
@@ -267,14 +268,18 @@ class Hub:
         return len(self._connections)
 
     @contextlib.asynccontextmanager
-    async def connect(self, socket: Socket, *, label: str = "ws") -> AsyncIterator[Connection]:
-        """Register an accepted socket and start its writer; on exit stop it and close the socket (1000)."""
+    async def connect(self, socket: Socket, *, label: str = "ws", user_id: int | None = None
+                      ) -> AsyncIterator[Connection]:
+        """Register an accepted socket (of `user_id`, for `close_user`) and start its writer; on exit stop it
+        and close the socket (1000)."""
         if self._shutting_down:
             await socket.close(CloseCode.GOING_AWAY, "server is restarting")
             raise ConnectionClosed("hub is shutting down")
         key = f"{label}-{next(self._ids)}-{random.getrandbits(32):08x}"
         conn = Connection(socket, config=self.config, key=key, clock=self._clock)
         self._connections[key] = conn
+        if user_id is not None:
+            self._by_user.setdefault(user_id, set()).add(conn)
         conn.start()
         telemetry.WS_OPEN.inc()
         try:
@@ -282,7 +287,20 @@ class Hub:
         finally:
             telemetry.WS_OPEN.dec()
             self._connections.pop(key, None)
+            if user_id is not None and (mine := self._by_user.get(user_id)) is not None:
+                mine.discard(conn)
+                if not mine:
+                    del self._by_user[user_id]
             await conn.close(1000)
+
+    async def close_user(self, user_id: int, reason: str) -> int:
+        """Send `reconnect` + 4001 to every socket of `user_id`: they come back through authentication and
+        the room's permission check (e.g. after an admin deactivated or demoted them). Returns how many."""
+        conns = list(self._by_user.get(user_id, ()))
+        await asyncio.gather(*(c.close(CloseCode.GOING_AWAY, "account changed; reconnect",
+                                       final={"type": EventType.RECONNECT, "reason": reason}) for c in conns),
+                             return_exceptions=True)
+        return len(conns)
 
     async def shutdown(self) -> None:
         """Tell every client to reconnect (to another replica) and close: resume makes it lossless."""

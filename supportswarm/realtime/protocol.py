@@ -11,6 +11,8 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 INBOX_CHANNEL = "inbox"
+ACCOUNTS_CHANNEL = "accounts"  # "account" envelopes {user_id}: end that user's sockets (accounts/live.py)
+ACCOUNT_EVENT = "account"
 
 
 def swarm_channel(swarm_id: int) -> str:

@@ -161,7 +161,7 @@ async def room_socket(websocket: WebSocket) -> None:
         return
     user, swarm, last_seq = accepted
     hub: Hub = websocket.state.hub
-    async with hub.connect(websocket, label=f"swarm{swarm.id}") as conn:
+    async with hub.connect(websocket, label=f"swarm{swarm.id}", user_id=user.id) as conn:
         session = RoomSession(websocket, conn, swarm=swarm, user=user, broker=websocket.state.broker,
                               jobs=websocket.state.jobs, settings=settings)
         await session.run(last_seq)
@@ -431,7 +431,7 @@ async def inbox_socket(websocket: WebSocket) -> None:
         return
     broker: Broker = websocket.state.broker
     hub: Hub = websocket.state.hub
-    async with hub.connect(websocket, label="inbox") as conn:
+    async with hub.connect(websocket, label="inbox", user_id=user.id) as conn:
         try:
             sub = await broker.subscribe([INBOX_CHANNEL, user_channel(user.id)])
         except BrokerUnavailable:

@@ -145,3 +145,15 @@ async def test_shutdown_sends_reconnect_to_every_socket_and_refuses_new_ones() -
     except Exception as exc:
         assert "shutting down" in str(exc)
     assert late.closed == CloseCode.GOING_AWAY
+
+
+async def test_close_user_ends_only_that_users_sockets_with_reconnect() -> None:
+    hub = Hub(config())
+    mine, also_mine, theirs = FakeSocket(), FakeSocket(), FakeSocket()
+    async with hub.connect(mine, user_id=1), hub.connect(also_mine, user_id=1), hub.connect(theirs, user_id=2):
+        assert await hub.close_user(1, "account") == 2
+        assert await hub.close_user(3, "account") == 0
+    assert mine.sent[-1] == also_mine.sent[-1] == {"type": "reconnect", "reason": "account"}
+    assert mine.closed == also_mine.closed == CloseCode.GOING_AWAY
+    assert theirs.sent == [] and theirs.closed == 1000, "closed only when its own session ended"
+    assert hub._by_user == {}, "the index forgets closed sockets"

@@ -292,3 +292,32 @@ async def test_inbox_socket_hears_swarms_open_on_another_process(resources: Reso
     assert json.loads(await anonymous.recv())["code"] == "not_authenticated"
     await asyncio.wait_for(anonymous.wait_closed(), 5)
     assert anonymous.close_code == 4401
+
+
+async def test_an_account_change_ends_the_users_sockets_on_every_replica(resources: Resources,
+                                                                          servers: list[Server]) -> None:
+    swarm, tokens = await room(resources, ("sam", "staff"), ("pat", "expert"))
+    admin = await member("root", "admin")
+    sam, pat = await User.get(username="sam"), await User.get(username="pat")
+    asker = await join(servers[0], swarm.id, tokens["asker"])
+    sam_room = await join(servers[1], swarm.id, tokens["sam"])  # on the other replica than the admin's request
+    sam_inbox = await open_socket(servers[0], "/ws/inbox", token=tokens["sam"])
+    pat_room = await join(servers[1], swarm.id, tokens["pat"])
+    async with httpx.AsyncClient(base_url=servers[0].http,
+                                 headers={"Authorization": f"Bearer {await accounts.create_token(admin)}"}) as http:
+        deactivated = await http.patch(f"/api/v1/users/{sam.id}", json={"is_active": False})
+        demoted = await http.patch(f"/api/v1/users/{pat.id}", json={"role": "customer"})
+    assert deactivated.status_code == demoted.status_code == 200
+    assert await sam_room.next("reconnect") == {"type": "reconnect", "reason": "account"}
+    assert await sam_room.close_code() == 4001
+    assert await Member(sam_inbox, {"backlog": [], "head": 0}).close_code() == 4001, "the inbox too"
+    assert await pat_room.close_code() == 4001
+    back = await open_socket(servers[1], f"/ws/swarms/{swarm.id}", token=tokens["sam"])
+    assert json.loads(await back.recv())["code"] == "not_authenticated"
+    demoted_back = await open_socket(servers[1], f"/ws/swarms/{swarm.id}", token=tokens["pat"])
+    assert json.loads(await demoted_back.recv())["code"] == "forbidden", "a customer may not join another's room"
+    await asyncio.wait_for(demoted_back.wait_closed(), 5)
+    assert demoted_back.close_code == 4403
+    await asker.say("still here?")
+    assert (await asker.next("message"))["body"] == "still here?", "the other members are untouched"
+    await asker.close()
