@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -13,6 +14,7 @@ from supportswarm.accounts.models import User
 from supportswarm.httpkit import body_data, form_data, login_required, ok, path_id, render
 from supportswarm.moderation import services
 from supportswarm.moderation.services import Flagged, PostKind
+from supportswarm.swarm import services as swarms
 
 
 def _moderator(request: Request) -> User:
@@ -43,9 +45,13 @@ async def api_flag_message(request: Request) -> Response:
     user = login_required(request)
     data = await body_data(request)
     settings = request.app.state.settings
-    return _flagged(await services.flag_message(
-        user, path_id(request, "swarm_id"), path_id(request, "seq"), reason=data.get("reason"),
-        detail=data.get("detail"), flags_to_hide=settings.flags_to_hide, expert_reputation=settings.expert_reputation))
+    swarm_id, seq = path_id(request, "swarm_id"), path_id(request, "seq")
+    flagged = await services.flag_message(user, swarm_id, seq, reason=data.get("reason"), detail=data.get("detail"),
+                                          flags_to_hide=settings.flags_to_hide,
+                                          expert_reputation=settings.expert_reputation)
+    if flagged.hidden:  # perhaps by this flag: open rooms show the message hidden
+        await swarms.publish_message_update(swarm_id, seq, broker=request.state.broker)
+    return _flagged(flagged)
 
 
 async def api_queue(request: Request) -> Response:
@@ -56,7 +62,15 @@ async def api_queue(request: Request) -> Response:
 async def api_resolve(request: Request) -> Response:
     user = _moderator(request)
     data = await body_data(request)
-    return ok(await services.resolve_flag(user, path_id(request), data.get("action")))
+    return ok(await _resolve(request, user, data.get("action")))
+
+
+async def _resolve(request: Request, moderator: User, action: object) -> dict[str, Any]:
+    result = await services.resolve_flag(moderator, path_id(request), action)
+    post = result["post"]
+    if post["kind"] == PostKind.MESSAGE:  # hidden or shown again: open rooms follow
+        await swarms.publish_message_update(post["swarm_id"], post["seq"], broker=request.state.broker)
+    return result
 
 
 async def queue_page(request: Request) -> Response:
@@ -67,7 +81,7 @@ async def queue_page(request: Request) -> Response:
 async def resolve_form(request: Request) -> Response:
     user = _moderator(request)
     data = await form_data(request)
-    await services.resolve_flag(user, path_id(request), data.get("action"))
+    await _resolve(request, user, data.get("action"))
     return RedirectResponse("/admin/flags", status_code=303)
 
 

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     PRESENCE = "presence"
     TYPING = "typing"
     RESOLVED = "resolved"
+    MESSAGE_UPDATE = "message_update"  # a stored message as it reads now (e.g. hidden by a moderator)
     ERROR = "error"
     HEARTBEAT = "heartbeat"
     RECONNECT = "reconnect"

@@ -372,6 +372,16 @@ async def republish_message(message_id: int, *, broker: Broker) -> bool:
     return True
 
 
+async def publish_message_update(swarm_id: int, seq: int, *, broker: Broker) -> None:
+    """Tell the room how message `seq` reads now (after a moderator hid or restored it): open rooms show
+    the change without a reload. A hint: a member who misses it reads the same from the database later."""
+    m = await SwarmMessage.filter(swarm_id=swarm_id, seq=seq).select_related("author").first()
+    if m is not None:
+        data = message_frame(m, m.author) | {"type": EventType.MESSAGE_UPDATE.value}
+        await notify(broker, Envelope(channel=swarm_channel(swarm_id), type=EventType.MESSAGE_UPDATE.value,
+                                      op="update", data=data))
+
+
 async def publish_typing(swarm_id: int, user: User, *, broker: Broker) -> None:
     """Ephemeral: published only, never stored; receivers expire it after ~10 s."""
     data = {"type": EventType.TYPING.value, "user": author_dict(user)}

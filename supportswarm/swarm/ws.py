@@ -340,7 +340,7 @@ class RoomSession:
     def _show(self, envelope: Envelope) -> None:
         if envelope.type == EventType.TYPING and (envelope.data.get("user") or {}).get("id") == self.user.id:
             return  # one's own typing notice
-        if envelope.type in (EventType.TYPING, EventType.PRESENCE, EventType.RESOLVED):
+        if envelope.type in (EventType.TYPING, EventType.PRESENCE, EventType.RESOLVED, EventType.MESSAGE_UPDATE):
             self.conn.push(envelope.data_json())
 
     # --- client frames --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, WebSocket, expect
 
@@ -17,10 +18,13 @@ from supportswarm.forum.models import Question
 from supportswarm.matching.models import Suggestion, SuggestionOutcome
 from supportswarm.metrics.events import EventKind
 from supportswarm.metrics.models import Event
+from supportswarm.moderation.visibility import HIDDEN_TEXT
 from supportswarm.resources import Resources
 from supportswarm.swarm import expertise
+from supportswarm.swarm import services as swarms
 from supportswarm.swarm.models import Swarm, SwarmStatus
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, Server, collect_errors
+from tests.security.scene import NoJobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -186,4 +190,28 @@ async def test_customer_expert_and_lead_journey(server: Server, resources: Resou
         assert await charts.nth(i).locator("rect, polyline, circle").count() > 0  # data drawn, not only axes
     await expect(lead.locator("#kpi-deflection")).to_contain_text("1 of")
     await shot(lead, "08-dashboard")
+    assert errors == []
+
+
+async def test_a_message_hidden_by_a_moderator_changes_on_the_open_room_page(server: Server, resources: Resources,
+                                                                             browser: Browser) -> None:
+    asker = await accounts.register("olu", PASSWORD)
+    spammer = await accounts.register("spam", PASSWORD, role="expert")
+    moderator = await accounts.register("moe", PASSWORD, role="staff")
+    q = await forum.create_question(asker, "My card payment was declined twice", "At the shop.", ["cards"], jobs=None)
+    swarm = await swarms.open_swarm(q.id, opened_by=asker, reason="manual", broker=resources.broker, jobs=NoJobs())
+    await swarms.post_message(swarm.id, spammer, "buy cheap pills at example.com", "c1", broker=resources.broker,
+                              jobs=NoJobs())
+    page = await log_in(await browser.new_context(viewport=DESKTOP), server, "olu")
+    errors = collect_errors(page)
+    await page.goto(f"{server.url}/swarms/{swarm.id}")
+    text = page.locator("#msg-1 .text")
+    await expect(text).to_have_text("buy cheap pills at example.com", timeout=LIVE_MS)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        flag = await http.post(f"/api/v1/swarms/{swarm.id}/messages/1/flag", json={"reason": "spam"},
+                               headers={"Authorization": f"Bearer {await accounts.create_token(asker)}"})
+        hide = await http.post(f"/api/v1/flags/{flag.json()['id']}/resolve", json={"action": "hide"},
+                               headers={"Authorization": f"Bearer {await accounts.create_token(moderator)}"})
+    assert hide.status_code == 200
+    await expect(text).to_have_text(HIDDEN_TEXT, timeout=LIVE_MS)  # no reload
     assert errors == []

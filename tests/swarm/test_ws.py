@@ -17,6 +17,7 @@ from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
 from supportswarm.forum.models import Answer, Question, QuestionStatus
 from supportswarm.metrics.models import Event
+from supportswarm.moderation.visibility import HIDDEN_TEXT
 from supportswarm.resources import Resources
 from supportswarm.swarm import services
 from supportswarm.swarm.models import Swarm, SwarmMessage, SwarmParticipant
@@ -321,3 +322,28 @@ async def test_an_account_change_ends_the_users_sockets_on_every_replica(resourc
     await asker.say("still here?")
     assert (await asker.next("message"))["body"] == "still here?", "the other members are untouched"
     await asker.close()
+
+
+async def test_a_message_hidden_or_restored_by_a_moderator_changes_in_open_rooms(resources: Resources,
+                                                                                  servers: list[Server]) -> None:
+    swarm, tokens = await room(resources, ("sam", "staff"), ("exp", "expert"))
+    asker = await join(servers[1], swarm.id, tokens["asker"])
+    exp = await join(servers[0], swarm.id, tokens["exp"])
+    await exp.say("buy cheap pills at example.com")
+    spam = await asker.next("message")
+    async with httpx.AsyncClient(base_url=servers[0].http) as http:
+        flagged = await http.post(f"/api/v1/swarms/{swarm.id}/messages/{spam['seq']}/flag", json={"reason": "spam"},
+                                  headers={"Authorization": f"Bearer {tokens['asker']}"})
+        staff = {"Authorization": f"Bearer {tokens['sam']}"}
+        hidden = await http.post(f"/api/v1/flags/{flagged.json()['id']}/resolve", json={"action": "hide"},
+                                 headers=staff)
+        update = await asker.next("message_update")
+        assert hidden.status_code == 200
+        assert update["seq"] == spam["seq"] and update["body"] == HIDDEN_TEXT and update["id"] == spam["id"]
+        assert (await exp.next("message_update"))["body"] == HIDDEN_TEXT, "on every replica"
+        restored = await http.post(f"/api/v1/flags/{flagged.json()['id']}/resolve", json={"action": "restore"},
+                                   headers=staff)
+    assert restored.status_code == 200
+    assert (await asker.next("message_update"))["body"] == "buy cheap pills at example.com"
+    await asker.close()
+    await exp.close()

@@ -58,6 +58,7 @@
   var SHAPES = {
     welcome: function (e) { return isObj(e.swarm) && Array.isArray(e.members) && Array.isArray(e.backlog) && isInt(e.head); },
     message: isMessage,
+    message_update: isMessage,
     presence: function (e) { return Array.isArray(e.members); },
     typing: function (e) { return isObj(e.user) && isInt(e.user.id); },
     resolved: function (e) { return isInt(e.answer_id); },
@@ -210,6 +211,10 @@
       pending.forEach(function (_p, id) { clearTimeout(pending.get(id).timer); trySend(id); });
     },
     message: function (m) { if (!addMessage(m)) resume(); },
+    message_update: function (m) { // e.g. hidden by a moderator; a message not shown yet arrives as it reads now
+      var text = document.querySelector("#msg-" + m.seq + " .text");
+      if (text) text.textContent = m.body;
+    },
     presence: function (e) { renderMembers(e.members); },
     typing: function (e) {
       if (e.user.id === me) return;
