@@ -25,9 +25,15 @@ NEIGHBOURS = 10  # chosen by 5-fold cross-validation on BANKING77 train.csv (5, 
 BATCH = 500  # questions per statement of the full pass
 
 # $1 question ids, $2 model. One HNSW scan per question (a LATERAL nearest-neighbour query). RETURNING
-# gives each updated question's neighbours, for the embed path to refresh them too.
+# gives each updated question's neighbours, for the embed path to refresh them too. Rows another
+# transaction holds are skipped, not waited for: concurrent embed jobs refresh overlapping
+# neighbourhoods, and waiting made deadlocks (two jobs, or a job and a moderator's UPDATE of a question);
+# a skipped density is refreshed by the next embedding nearby or the daily pass.
 UPDATE_SQL = f"""
-WITH near AS MATERIALIZED (
+WITH mine AS MATERIALIZED (
+    SELECT id FROM questions WHERE id = ANY($1::int[]) AND embedding_model = $2
+    ORDER BY id FOR UPDATE SKIP LOCKED
+), near AS MATERIALIZED (
     SELECT s.id, n.id AS neighbour, n.cosine
     FROM questions AS s CROSS JOIN LATERAL (
         SELECT o.id, 1 - (o.embedding <=> s.embedding) AS cosine
@@ -36,7 +42,7 @@ WITH near AS MATERIALIZED (
         ORDER BY o.embedding <=> s.embedding
         LIMIT {NEIGHBOURS}
     ) AS n
-    WHERE s.id = ANY($1::int[]) AND s.embedding_model = $2
+    WHERE s.id IN (SELECT id FROM mine)
 ), d AS (
     SELECT id, avg(cosine)::real AS density, array_agg(neighbour) AS neighbours FROM near GROUP BY id
 )

@@ -4,11 +4,15 @@ The real model: density is about where questions really sit."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import numpy as np
 import pytest
 from tortoise import connections
 
 from embeddings import Embedder
+from supportswarm.db import ConnectionParams
 from supportswarm.matching import density, search, services
 from supportswarm.matching.search import DEFAULT_FUSION, Fusion, Mode
 from tests.matching.conftest import Forum
@@ -76,6 +80,23 @@ async def test_the_batched_pass_recomputes_every_density(forum_content: Forum, e
     assert again == pytest.approx({i: expected_density(vectors, i) for i in rows}, abs=1e-4)
     assert min(again[i] or 0.0 for i in ids["hub"]) > max(again[i] or 0.0 for i in ids["pin"][1:]), \
         "generic questions sit in a denser neighbourhood than specific ones"
+
+
+async def test_a_question_locked_by_another_transaction_is_skipped_not_waited_for(
+        forum_content: Forum, embedder: Embedder, pg_params: ConnectionParams) -> None:
+    ids = await card_forum(forum_content)
+    locked, free = ids["hub"][0], ids["pin"][0]
+    await connections.get("default").execute_query("UPDATE questions SET density = NULL")
+    other = await asyncpg.connect(pg_params.url())
+    try:
+        async with other.transaction():  # e.g. a moderator marking it a duplicate right now
+            await other.execute("SELECT id FROM questions WHERE id = $1 FOR UPDATE", locked)
+            async with asyncio.timeout(5):  # waiting would deadlock with concurrent embed jobs
+                assert await density.update_density([locked, free], model=embedder.name) == 1
+    finally:
+        await other.close()
+    rows = await stored()
+    assert rows[locked][1] is None and rows[free][1] is not None
 
 
 async def test_a_hub_question_no_longer_steals_the_match(forum_content: Forum, embedder: Embedder) -> None:
