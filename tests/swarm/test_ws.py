@@ -347,3 +347,21 @@ async def test_a_message_hidden_or_restored_by_a_moderator_changes_in_open_rooms
     assert (await asker.next("message_update"))["body"] == "buy cheap pills at example.com"
     await asker.close()
     await exp.close()
+
+
+async def test_a_password_change_ends_the_other_sessions_sockets(resources: Resources, servers: list[Server]) -> None:
+    swarm, tokens = await room(resources)
+    async with httpx.AsyncClient(base_url=servers[0].http) as phone:
+        await phone.post("/api/v1/auth/login", json={"username": "asker", "password": PASSWORD})
+        cookie = f"ss_session={phone.cookies['ss_session']}"
+    ws = await open_socket(servers[1], f"/ws/swarms/{swarm.id}", origin=servers[1].http, cookie=cookie)
+    await ws.send(json.dumps({"type": "hello", "last_seq": 0}))
+    phone_room = Member(ws, json.loads(await ws.recv()))
+    async with httpx.AsyncClient(base_url=servers[0].http) as laptop:  # another client of the same user
+        changed = await laptop.post("/api/v1/me/password", json={"current_password": PASSWORD,
+                                                                 "new_password": "a whole new password"},
+                                    headers={"Authorization": f"Bearer {tokens['asker']}"})
+    assert changed.status_code == 200, changed.text
+    assert await phone_room.next("reconnect") == {"type": "reconnect", "reason": "account"}
+    back = await open_socket(servers[1], f"/ws/swarms/{swarm.id}", origin=servers[1].http, cookie=cookie)
+    assert json.loads(await back.recv())["code"] == "not_authenticated", "the phone's session ended, its socket too"
