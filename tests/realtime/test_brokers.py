@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from supportswarm.realtime.broker import Broker, BrokerUnavailable, Subscription, SubscriptionLost
 from supportswarm.realtime.memory import MemoryBroker, QueueSubscription
 from supportswarm.realtime.protocol import (
+    ACCOUNTS_CHANNEL,
     INBOX_CHANNEL,
     CloseCode,
     Envelope,
@@ -437,7 +438,9 @@ def test_decode_rejects_garbage(raw: str | bytes) -> None:
 
 
 def test_channel_names_and_codes() -> None:
-    assert (swarm_channel(3), user_channel(4), INBOX_CHANNEL) == ("swarm:3", "user:4", "inbox")
+    assert (swarm_channel(3), user_channel(4), INBOX_CHANNEL, ACCOUNTS_CHANNEL) == ("swarm:3", "user:4", "inbox",
+                                                                                    "accounts")
     assert {*FrameType} == {"hello", "say", "typing", "mark_solution", "leave"}
-    assert {*EventType} == {"welcome", "message", "presence", "typing", "resolved", "error", "heartbeat", "reconnect"}
+    assert {*EventType} == {"welcome", "message", "presence", "typing", "resolved", "error", "heartbeat", "reconnect",
+                            "message_update"}
     assert (CloseCode.NOT_AUTHENTICATED, CloseCode.SLOW_CONSUMER, CloseCode.GOING_AWAY) == (4401, 4008, 4001)
