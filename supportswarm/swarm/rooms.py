@@ -109,7 +109,11 @@ class LocalRoom:
                         self.online = {m["id"] for m in envelope.data.get("members", [])
                                        if m.get("status") == "online"}
                     for member in list(self.members):
-                        member.on_envelope(envelope)
+                        try:
+                            member.on_envelope(envelope)
+                        except Exception as exc:  # one session's bug must not leave the room deaf
+                            log.exception("swarm %s: a session failed on %s", self.swarm_id, envelope.type)
+                            member.end(exc)
                 break  # the broker closed: the process is stopping; clients reconnect elsewhere
             except SubscriptionLost as exc:  # fell behind, or the broker connection dropped: resubscribe, catch up
                 log.info("swarm %s: subscription lost (%s); resuming from the database", self.swarm_id, exc)

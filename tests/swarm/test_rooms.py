@@ -189,3 +189,22 @@ async def test_the_ticker_announces_members_whose_replica_died(resources: Resour
                 break
     assert room.online == {asker.id}
     await broker.close()
+
+
+async def test_a_session_that_fails_on_a_notification_ends_and_the_room_goes_on() -> None:
+    broker = CountingBroker()
+    local = rooms.LocalRooms(broker)
+
+    class Broken(Recorder):
+        def on_envelope(self, envelope: Envelope) -> None:
+            raise RuntimeError("a bug in one session")
+
+    broken, fine = Broken("1:a"), Recorder("2:b")
+    await local.join(9, broken)
+    await local.join(9, fine)
+    await broker.publish(message(9, 1))
+    await broker.publish(message(9, 2))
+    await settle()
+    assert [e.seq for e in fine.envelopes] == [1, 2]
+    assert len(broken.ended) == 2 and isinstance(broken.ended[0], RuntimeError)
+    await broker.close()
