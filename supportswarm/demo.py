@@ -277,7 +277,7 @@ async def _answer(people: dict[str, User], question: Question, answers: list[tup
     for i, (helper, text, votes) in enumerate(answers):
         answer = await forum.post_answer(people[helper], question.id, text,
                                          created_at=at + timedelta(minutes=7 + 23 * i))
-        voters = [p for p in people.values() if p.id not in (answer.author_id, question.author_id)]  # type: ignore[attr-defined]
+        voters = [p for p in people.values() if p.id not in (answer.author_id, question.author_id)]
         for voter in voters[:votes]:
             await forum.vote(voter, value=1, answer_id=answer.id)
         if accepted == i:
@@ -285,7 +285,7 @@ async def _answer(people: dict[str, User], question: Question, answers: list[tup
 
 
 def question_asker(question: Question, people: dict[str, User]) -> str:
-    return next(name for name, user in people.items() if user.id == question.author_id)  # type: ignore[attr-defined]
+    return next(name for name, user in people.items() if user.id == question.author_id)
 
 
 async def _seed_questions(res: Resources, people: dict[str, User]) -> int:
@@ -299,7 +299,7 @@ async def _seed_questions(res: Resources, people: dict[str, User]) -> int:
         question = await forum.create_question(people[asker], title, body, tags, jobs=res.jobs,
                                                external_id=external_id, created_at=at)
         if n % 3 == 0:  # some questions are upvoted too: "me too" is how customers say it matters
-            for voter in [p for p in people.values() if p.id != question.author_id][: 1 + n % 4]:  # type: ignore[attr-defined]
+            for voter in [p for p in people.values() if p.id != question.author_id][: 1 + n % 4]:
                 await forum.vote(voter, value=1, question_id=question.id)
         await _answer(people, question, answers, accepted, at)
         added += 1

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -175,12 +176,12 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}  # each value parsed to its field's type by _PARSERS
         for name, parse in _PARSERS.items():
             raw = env.get(ENV_NAMES[name])
             if raw is not None and raw != "":
                 kwargs[name] = parse(raw)
-        return cls(**kwargs)  # type: ignore[arg-type]
+        return cls(**kwargs)
 
 
 def _masked(value: object) -> object:
@@ -202,7 +203,7 @@ def _words(raw: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in raw.split(",") if w.strip())
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[str], object]] = {
     "database_url": str,
     "redis_url": str,
     "redis_namespace": str,

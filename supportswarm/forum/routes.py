@@ -46,7 +46,7 @@ async def post_answer(request: Request) -> Response:
     answer = await services.post_answer(user, path_id(request), data.get("body"), is_wiki=wiki)
     if _is_api(request):
         return ok(services.answer_dict(answer), 201)
-    return _back(answer.question_id, f"#answer-{answer.id}")  # type: ignore[attr-defined]
+    return _back(answer.question_id, f"#answer-{answer.id}")
 
 
 async def accept_answer(request: Request) -> Response:
@@ -78,7 +78,7 @@ async def vote_answer(request: Request) -> Response:
     if _is_api(request):
         return ok({"score": score})
     answer = await services.get_answer(path_id(request))
-    return _back(answer.question_id, f"#answer-{answer.id}")  # type: ignore[attr-defined]
+    return _back(answer.question_id, f"#answer-{answer.id}")
 
 
 async def comment_question(request: Request) -> Response:
@@ -95,7 +95,7 @@ async def comment_answer(request: Request) -> Response:
     if _is_api(request):
         return ok({"id": comment.id}, 201)
     answer = await services.get_answer(path_id(request))
-    return _back(answer.question_id, f"#answer-{answer.id}")  # type: ignore[attr-defined]
+    return _back(answer.question_id, f"#answer-{answer.id}")
 
 
 async def api_edit_question(request: Request) -> Response:
@@ -116,7 +116,7 @@ async def api_edit_answer(request: Request) -> Response:
                                         trusted_reputation=_settings_reputation(request))
     if _is_api(request):
         return ok(services.answer_dict(answer))
-    return _back(answer.question_id, f"#answer-{answer.id}")  # type: ignore[attr-defined]
+    return _back(answer.question_id, f"#answer-{answer.id}")
 
 
 async def api_question_revisions(request: Request) -> Response:
@@ -158,22 +158,22 @@ async def question_page(request: Request) -> Response:
     asker = await services.get_question(detail["id"])
     return render(request, "forum/question.html", {
         "q": detail, "votes": votes,
-        "can_accept": user is not None and permissions.can_accept(user, asker.author_id),  # type: ignore[attr-defined]
-        "can_edit": user is not None and permissions.can_edit(user, asker.author_id),  # type: ignore[attr-defined]
+        "can_accept": user is not None and permissions.can_accept(user, asker.author_id),
+        "can_edit": user is not None and permissions.can_edit(user, asker.author_id),
         "is_staff": permissions.is_staff(user),
         "possible_duplicates": await matching.possible_duplicates(detail["id"], embedder=request.state.embedder)
         if permissions.can_moderate(user) else [],
         # The swarm box (issue 8): a link to the live room, or the button for those who may open one.
         "swarm": await swarm_services.swarm_for_question(detail["id"]),
         "can_swarm": user is not None and permissions.can_join_swarm(
-            user, asker.author_id, expert_reputation=request.app.state.settings.expert_reputation),  # type: ignore[attr-defined]
+            user, asker.author_id, expert_reputation=request.app.state.settings.expert_reputation),
     })
 
 
 async def edit_question_page(request: Request) -> Response:
     user = login_required(request)
     question = await services.get_question(path_id(request))
-    permissions.ensure(permissions.can_edit(user, question.author_id),  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_edit(user, question.author_id),
                        "only the author or staff can edit this question")
     return render(request, "forum/edit.html", {"question": question, "tags": " ".join(t.name for t in question.tags)})
 
@@ -181,7 +181,7 @@ async def edit_question_page(request: Request) -> Response:
 async def edit_answer_page(request: Request) -> Response:
     user = login_required(request)
     answer = await services.get_answer(path_id(request))
-    permissions.ensure(permissions.can_edit(user, answer.author_id, is_wiki=answer.is_wiki,  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_edit(user, answer.author_id, is_wiki=answer.is_wiki,
                                             trusted_reputation=_settings_reputation(request)),
                        "only the author, staff, or trusted users on a community-wiki answer can edit this answer")
     return render(request, "forum/edit.html", {"answer": answer})

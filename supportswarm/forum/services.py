@@ -117,7 +117,7 @@ async def get_answer(answer_id: int) -> Answer:
 
 async def _log_first_response(question: Question, responder: User, at: datetime) -> None:
     """The first answer, comment or swarm message by someone other than the asker."""
-    if responder.id == question.author_id:  # type: ignore[attr-defined]
+    if responder.id == question.author_id:
         return
     from supportswarm.metrics.models import Event
 
@@ -171,33 +171,34 @@ async def post_comment(user: User, body: object, *, question_id: int | None = No
 
 async def vote(user: User, *, value: object, question_id: int | None = None, answer_id: int | None = None) -> int:
     """Up (1), down (-1) or withdraw (0); one vote per user per post, changeable. Returns the new score."""
-    if value not in (1, -1, 0) or isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (1, -1, 0):
         raise InvalidInput("value must be 1, -1 or 0", field="value")
+    new_value = int(value)
     post: Question | Answer = await get_answer(answer_id) if answer_id else await get_question(question_id or 0)
-    author_id = post.author_id  # type: ignore[union-attr]
+    author_id = post.author_id
     if author_id == user.id:
         raise Forbidden("you cannot vote on your own post")
     model = Answer if answer_id else Question
-    key = {"answer_id": post.id} if answer_id else {"question_id": post.id}
+    key: dict[str, Any] = {"answer_id": post.id} if answer_id else {"question_id": post.id}
     up_rep = REP_ANSWER_UP if answer_id else REP_QUESTION_UP
     async with in_transaction():
         old = await Vote.filter(user=user, **key).select_for_update().first()
         old_value = old.value if old else 0
-        if value == old_value:
+        if new_value == old_value:
             return post.score
-        if old and value == 0:
+        if old and new_value == 0:
             await old.delete()
         elif old:
-            old.value = int(value)  # type: ignore[arg-type]
+            old.value = new_value
             await old.save(update_fields=["value"])
         else:
             try:
-                await Vote.create(user=user, value=value, **key)
+                await Vote.create(user=user, value=new_value, **key)
             except IntegrityError:
                 raise Conflict("your vote was being recorded twice; try again") from None
-        delta = int(value) - old_value  # type: ignore[call-overload]
+        delta = new_value - old_value
         await model.filter(id=post.id).update(score=F("score") + delta)
-        await add_reputation(author_id, _rep(old_value, int(value), up_rep))  # type: ignore[call-overload]
+        await add_reputation(author_id, _rep(old_value, new_value, up_rep))
         fresh = await model.get(id=post.id)
     return fresh.score
 
@@ -213,20 +214,20 @@ async def accept_answer(user: User, answer_id: int) -> Question:
     """The asker (or staff) accepts; the question is resolved. Accepting another answer moves the mark."""
     answer = await get_answer(answer_id)
     question = answer.question
-    permissions.ensure(permissions.can_accept(user, question.author_id),  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_accept(user, question.author_id),
                        "only the asker or staff can accept an answer")
-    if question.accepted_answer_id == answer.id:  # type: ignore[attr-defined]
+    if question.accepted_answer_id == answer.id:
         return await get_question(question.id)  # a repeated accept; with its tags, as the caller renders them
     async with in_transaction():
         previous = await Answer.filter(question_id=question.id, is_accepted=True).first()
         if previous:
             await Answer.filter(id=previous.id).update(is_accepted=False)
-            await add_reputation(previous.author_id, -REP_ACCEPTED)  # type: ignore[attr-defined]
+            await add_reputation(previous.author_id, -REP_ACCEPTED)
         await Answer.filter(id=answer.id).update(is_accepted=True)
-        if answer.author_id != question.author_id:  # type: ignore[attr-defined]
-            await add_reputation(answer.author_id, REP_ACCEPTED)  # type: ignore[attr-defined]
+        if answer.author_id != question.author_id:
+            await add_reputation(answer.author_id, REP_ACCEPTED)
             if previous is None:
-                await add_reputation(question.author_id, REP_ACCEPTER)  # type: ignore[attr-defined]
+                await add_reputation(question.author_id, REP_ACCEPTER)
         await Question.filter(id=question.id).update(
             accepted_answer_id=answer.id, status=QuestionStatus.RESOLVED, last_activity_at=now()
         )
@@ -240,7 +241,7 @@ async def accept_answer(user: User, answer_id: int) -> Question:
 async def edit_question(user: User, question_id: int, *, title: object, body: object, tags: list[str],
                         comment: str = "", jobs: JobQueue | None) -> Question:
     question = await get_question(question_id)
-    permissions.ensure(permissions.can_edit(user, question.author_id),  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_edit(user, question.author_id),
                        "only the author or staff can edit this question")
     new_title, new_body = check_title(title), check_body(body)
     at = now()
@@ -261,7 +262,7 @@ async def edit_answer(user: User, answer_id: int, *, body: object, comment: str 
                       trusted_reputation: int = 100) -> Answer:
     answer = await get_answer(answer_id)
     permissions.ensure(
-        permissions.can_edit(user, answer.author_id, is_wiki=answer.is_wiki,  # type: ignore[attr-defined]
+        permissions.can_edit(user, answer.author_id, is_wiki=answer.is_wiki,
                              trusted_reputation=trusted_reputation),
         "only the author, staff, or trusted users on a community-wiki answer can edit this answer",
     )
@@ -303,10 +304,10 @@ async def mark_duplicate(user: User, question_id: int, original_id: int) -> Ques
     if question_id == original_id:
         raise InvalidInput("a question cannot duplicate itself", field="duplicate_of")
     question, original = await get_question(question_id), await get_question(original_id)
-    while original.duplicate_of_id is not None:  # type: ignore[attr-defined]
-        if original.duplicate_of_id == question.id:  # type: ignore[attr-defined]
+    while original.duplicate_of_id is not None:
+        if original.duplicate_of_id == question.id:
             raise InvalidInput("that would make a circle of duplicates", field="duplicate_of")
-        original = await get_question(original.duplicate_of_id)  # type: ignore[attr-defined]
+        original = await get_question(original.duplicate_of_id)
     async with in_transaction():
         await Question.filter(id=question.id).update(duplicate_of_id=original.id, status=QuestionStatus.DUPLICATE)
         await record_event(EventKind.DUPLICATE_LINKED, actor_id=user.id, question_id=question.id,
@@ -314,7 +315,7 @@ async def mark_duplicate(user: User, question_id: int, original_id: int) -> Ques
     return await get_question(question.id)
 
 
-FILTERS = {
+FILTERS: dict[str, dict[str, Any]] = {
     "open": {"status": QuestionStatus.OPEN},
     "swarming": {"status": QuestionStatus.SWARMING},
     "resolved": {"status": QuestionStatus.RESOLVED},
@@ -347,17 +348,17 @@ def question_summary(q: Question) -> dict[str, Any]:
         "id": q.id, "external_id": q.external_id, "title": q.title, "status": str(q.status), "score": q.score,
         "answer_count": q.answer_count, "tags": [t.name for t in q.tags],
         "author": q.author.username if q.author else None,
-        "accepted_answer_id": q.accepted_answer_id,  # type: ignore[attr-defined]
-        "duplicate_of_id": q.duplicate_of_id,  # type: ignore[attr-defined]
+        "accepted_answer_id": q.accepted_answer_id,
+        "duplicate_of_id": q.duplicate_of_id,
         "created_at": q.created_at.isoformat(), "last_activity_at": q.last_activity_at.isoformat(),
     }
 
 
 def answer_dict(a: Answer) -> dict[str, Any]:
     return {
-        "id": a.id, "question_id": a.question_id, "body": a.body, "score": a.score,  # type: ignore[attr-defined]
+        "id": a.id, "question_id": a.question_id, "body": a.body, "score": a.score,
         "is_accepted": a.is_accepted, "is_wiki": a.is_wiki,
-        "from_swarm_id": a.from_swarm_id,  # type: ignore[attr-defined]
+        "from_swarm_id": a.from_swarm_id,
         "author": a.author.username if a.author else None, "created_at": a.created_at.isoformat(),
     }
 
@@ -378,7 +379,7 @@ async def question_detail(question_id: int, *, reveal: bool = False) -> dict[str
         detail["answers"].append(answer_dict(a) | {
             "body": shown(a.body, a.hidden_at, reveal=reveal), "hidden": a.hidden_at is not None,
             "comments": [_comment(c, reveal) for c in answer_comments
-                         if c.answer_id == a.id],  # type: ignore[attr-defined]
+                         if c.answer_id == a.id],
         })
     return detail
 
@@ -393,4 +394,4 @@ async def user_vote_map(user: User | None, question_id: int, answer_ids: list[in
         return {}
     votes = await Vote.filter(user=user).filter(question_id=question_id).all()
     votes += await Vote.filter(user=user, answer_id__in=answer_ids).all()
-    return {(f"a{v.answer_id}" if v.answer_id else "q"): v.value for v in votes}  # type: ignore[attr-defined]
+    return {(f"a{v.answer_id}" if v.answer_id else "q"): v.value for v in votes}

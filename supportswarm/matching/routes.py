@@ -95,8 +95,8 @@ async def api_ask(request: Request) -> Response:
 async def api_accept_suggestion(request: Request) -> Response:
     suggestion = await routing.accept_suggestion(path_id(request), login_required(request))
     return ok({"suggestion_id": suggestion.id, "outcome": str(suggestion.outcome),
-               "question_id": suggestion.suggested_question_id,  # type: ignore[attr-defined]
-               "answer_id": suggestion.suggested_answer_id})  # type: ignore[attr-defined]
+               "question_id": suggestion.suggested_question_id,
+               "answer_id": suggestion.suggested_answer_id})
 
 
 async def api_reject_suggestion(request: Request) -> Response:

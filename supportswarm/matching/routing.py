@@ -97,8 +97,8 @@ async def ask_question(
 
 def suggestion_route(s: Suggestion) -> dict[str, Any]:
     return {"type": "suggested_answer", "suggestion_id": s.id,
-            "question_id": s.suggested_question_id,  # type: ignore[attr-defined]
-            "answer_id": s.suggested_answer_id, "score": round(s.score, 4)}  # type: ignore[attr-defined]
+            "question_id": s.suggested_question_id,
+            "answer_id": s.suggested_answer_id, "score": round(s.score, 4)}
 
 
 async def _show_suggestion(user: User, draft: Draft, question_id: int, answer_id: int, score: float) -> Suggestion:
@@ -156,7 +156,7 @@ async def get_suggestion(suggestion_id: int, user: User) -> Suggestion:
     suggestion = await Suggestion.get_or_none(id=suggestion_id)
     if suggestion is None:
         raise NotFound(f"no suggestion with id {suggestion_id}")
-    permissions.ensure(permissions.can_decide_suggestion(user, suggestion.asker_id),  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_decide_suggestion(user, suggestion.asker_id),
                        "only the customer who asked can answer this suggestion")
     return suggestion
 
@@ -175,8 +175,8 @@ async def accept_suggestion(suggestion_id: int, user: User) -> Suggestion:
     suggestion = await get_suggestion(suggestion_id, user)
     if suggestion.outcome == SuggestionOutcome.ACCEPTED:
         return suggestion  # a retried click
-    question_id = suggestion.suggested_question_id  # type: ignore[attr-defined]
-    answer_id = suggestion.suggested_answer_id  # type: ignore[attr-defined]
+    question_id = suggestion.suggested_question_id
+    answer_id = suggestion.suggested_answer_id
     async with in_transaction():
         await _decide(suggestion, SuggestionOutcome.ACCEPTED)
         for kind in (EventKind.SUGGESTION_ACCEPTED, EventKind.ANSWER_REUSED):
@@ -191,8 +191,8 @@ async def reject_suggestion(
     """'Not my problem': the draft is posted as a question (in the same transaction as the verdict) and
     routed like an ask without a confident match."""
     suggestion = await get_suggestion(suggestion_id, user)
-    if suggestion.outcome == SuggestionOutcome.REJECTED and suggestion.posted_question_id:  # type: ignore[attr-defined]
-        question = await forum.get_question(suggestion.posted_question_id)  # type: ignore[attr-defined]
+    if suggestion.outcome == SuggestionOutcome.REJECTED and suggestion.posted_question_id:
+        question = await forum.get_question(suggestion.posted_question_id)
         return Routed(route=await _existing_route(question.id), question=question)  # a retried click
     tags = suggestion.draft_tags.split()
     async with in_transaction():
@@ -201,8 +201,8 @@ async def reject_suggestion(
         question = await forum.create_question(user, suggestion.draft_title, suggestion.draft_body, tags, jobs=None)
         await Suggestion.filter(id=suggestion.id).update(posted_question_id=question.id)
         await record_event(EventKind.SUGGESTION_REJECTED, actor_id=user.id,
-                           question_id=suggestion.suggested_question_id,  # type: ignore[attr-defined]
-                           answer_id=suggestion.suggested_answer_id,  # type: ignore[attr-defined]
+                           question_id=suggestion.suggested_question_id,
+                           answer_id=suggestion.suggested_answer_id,
                            suggestion_id=suggestion.id, posted_question_id=question.id)
     await enqueue_embed(question, jobs=jobs)
     # Its twin was close enough to be offered as the answer: the forum's helpers start from there, and
@@ -221,8 +221,8 @@ async def enqueue_embed(question: Question, *, jobs: JobQueue) -> None:
 async def suggestion_view(suggestion_id: int, user: User) -> dict[str, Any]:
     """The offer page: the draft, the matched question and its accepted answer in full."""
     suggestion = await get_suggestion(suggestion_id, user)
-    question = await forum.get_question(suggestion.suggested_question_id)  # type: ignore[attr-defined]
-    answer = await Answer.get_or_none(id=suggestion.suggested_answer_id)  # type: ignore[attr-defined]
+    question = await forum.get_question(suggestion.suggested_question_id)
+    answer = await Answer.get_or_none(id=suggestion.suggested_answer_id)
     return {
         "suggestion": suggestion, "question": question, "answer": answer,
         "route": suggestion_route(suggestion),

@@ -137,9 +137,9 @@ async def load_post(kind: PostKind, post_id: int) -> Post:
         question_id = row.id
     elif kind == PostKind.MESSAGE:
         swarm_id, seq = row.swarm_id, row.seq
-        question_id = (await Swarm.get(id=swarm_id)).question_id  # type: ignore[attr-defined]
+        question_id = (await Swarm.get(id=swarm_id)).question_id
     elif kind == PostKind.COMMENT and row.answer_id is not None:
-        question_id = (await Answer.get(id=row.answer_id)).question_id  # type: ignore[attr-defined]
+        question_id = (await Answer.get(id=row.answer_id)).question_id
     else:
         question_id = row.question_id
     return Post(kind=kind, id=row.id, author=row.author, question_id=question_id, swarm_id=swarm_id, seq=seq,
@@ -184,7 +184,8 @@ async def flag_post(user: User, kind: PostKind, post_id: int, *, reason: object,
         post = await _lock(kind, post_id)
         if await Flag.filter(user_id=user.id, status=FlagStatus.PENDING, **{column: post.id}).exists():
             raise Conflict("you already flagged this post; a moderator will look at it", code="already_flagged")
-        flag = await Flag.create(user=user, reason=why, detail=text, **{column: post.id})
+        target: dict[str, Any] = {column: post.id}
+        flag = await Flag.create(user=user, reason=why, detail=text, **target)
         await _log(EventKind.POST_FLAGGED, post, user.id, reason=str(why))
         hidden = post.hidden_at is not None or await _auto_hide(post, flags_to_hide)
     return Flagged(flag, hidden)

@@ -26,7 +26,7 @@ def ws_url(request: Request, swarm_id: int) -> str:
 
 
 def _swarm_reply(request: Request, swarm: Swarm) -> dict[str, object]:
-    return {"id": swarm.id, "question_id": swarm.question_id, "status": str(swarm.status),  # type: ignore[attr-defined]
+    return {"id": swarm.id, "question_id": swarm.question_id, "status": str(swarm.status),
             "ws_url": ws_url(request, swarm.id)}
 
 

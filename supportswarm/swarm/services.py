@@ -73,9 +73,9 @@ def swarm_dict(swarm: Swarm, question: Question) -> dict[str, Any]:
         "id": swarm.id, "question_id": question.id, "status": str(swarm.status), "reason": swarm.reason,
         "opened_at": swarm.opened_at.isoformat(),
         "resolved_at": swarm.resolved_at.isoformat() if swarm.resolved_at else None,
-        "last_seq": swarm.last_seq, "solution_answer_id": swarm.solution_answer_id,  # type: ignore[attr-defined]
+        "last_seq": swarm.last_seq, "solution_answer_id": swarm.solution_answer_id,
         "question": {"id": question.id, "title": question.title, "status": str(question.status),
-                     "asker_id": question.author_id},  # type: ignore[attr-defined]
+                     "asker_id": question.author_id},
     }
 
 
@@ -366,7 +366,7 @@ async def republish_message(message_id: int, *, broker: Broker) -> bool:
     m = await SwarmMessage.filter(id=message_id).select_related("author").first()
     if m is None:
         return False
-    envelope = Envelope(channel=swarm_channel(m.swarm_id), type=EventType.MESSAGE.value, op="add",  # type: ignore[attr-defined]
+    envelope = Envelope(channel=swarm_channel(m.swarm_id), type=EventType.MESSAGE.value, op="add",
                         data=message_frame(m, m.author), seq=m.seq)
     await broker.publish(envelope)  # BrokerUnavailable propagates: the job fails and arq retries it
     return True
@@ -462,7 +462,7 @@ async def resolve_swarm(swarm_id: int, user: User, seq: object, *, body: object 
 
 async def _post_solution(marker: User, author: User, question_id: int, text: object, swarm_id: int) -> Answer:
     answer = await forum.post_answer(author, question_id, text, from_swarm_id=swarm_id)
-    asker_id = (await Question.get(id=question_id)).author_id  # type: ignore[attr-defined]
+    asker_id = (await Question.get(id=question_id)).author_id
     if permissions.can_accept(marker, asker_id):
         acting: User | None = marker
     else:  # a helper marked it: the room's rules allowed that, so accept in the asker's name
@@ -546,7 +546,7 @@ async def start_swarm(question_id: int, user: User, *, broker: Broker, jobs: Job
                       expert_reputation: int) -> tuple[Swarm, bool]:
     """The button and `POST /api/v1/questions/{id}/swarm`: the asker or a helper opens (or gets) the swarm."""
     question = await forum.get_question(question_id)
-    permissions.ensure(permissions.can_join_swarm(user, question.author_id,  # type: ignore[attr-defined]
+    permissions.ensure(permissions.can_join_swarm(user, question.author_id,
                                                   expert_reputation=expert_reputation),
                        "only the asker and helpers can start a swarm")
     existing = await swarm_for_question(question_id)

@@ -33,7 +33,9 @@ class Webhook(Model):
 class WebhookDelivery(Model):
     id = fields.BigIntField(primary_key=True)
     webhook: fields.ForeignKeyRelation[Webhook] = fields.ForeignKeyField("models.Webhook", related_name="deliveries")
+    webhook_id: int
     event: fields.ForeignKeyRelation[Model] = fields.ForeignKeyField("models.Event", related_name=False)
+    event_id: int
     event_kind = fields.CharField(max_length=32)
     body = fields.TextField()
     status = fields.CharEnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING)
@@ -52,6 +54,7 @@ class WebhookAttempt(Model):
     id = fields.BigIntField(primary_key=True)
     delivery: fields.ForeignKeyRelation[WebhookDelivery] = fields.ForeignKeyField(
         "models.WebhookDelivery", related_name="attempt_log")
+    delivery_id: int
     number = fields.IntField()
     at = fields.DatetimeField()
     status_code = fields.IntField(null=True)

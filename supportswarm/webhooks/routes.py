@@ -100,7 +100,7 @@ async def redeliver_page(request: Request) -> Response:
     _admin(request)
     await form_data(request)
     delivery = await services.redeliver(path_id(request), jobs=request.state.jobs)
-    return RedirectResponse(f"/admin/webhooks/{delivery.webhook_id}", status_code=303)  # type: ignore[attr-defined]
+    return RedirectResponse(f"/admin/webhooks/{delivery.webhook_id}", status_code=303)
 
 
 routes = [

@@ -165,7 +165,7 @@ async def list_webhooks() -> list[dict[str, Any]]:
 
 def delivery_dict(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict[str, Any]:
     return {
-        "id": d.id, "event_id": d.event_id, "event": d.event_kind, "status": str(d.status),  # type: ignore[attr-defined]
+        "id": d.id, "event_id": d.event_id, "event": d.event_kind, "status": str(d.status),
         "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
         "next_attempt_at": d.next_attempt_at.isoformat() if d.status == DeliveryStatus.PENDING else None,
         "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
@@ -184,7 +184,7 @@ async def webhook_log(webhook_id: int, *, page: int = 1, per_page: int = DELIVER
     attempts = await WebhookAttempt.filter(delivery_id__in=[d.id for d in deliveries]).order_by("number")
     by_delivery: dict[int, list[WebhookAttempt]] = {}
     for a in attempts:
-        by_delivery.setdefault(a.delivery_id, []).append(a)  # type: ignore[attr-defined]
+        by_delivery.setdefault(a.delivery_id, []).append(a)
     return {
         "webhook": webhook_dict(hook, with_secret=True), "page": page, "total": total, "per_page": per_page,
         "deliveries": [delivery_dict(d, by_delivery.get(d.id, [])) for d in deliveries],
