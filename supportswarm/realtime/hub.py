@@ -97,22 +97,18 @@ class Connection:
 
     def _send_now(self, text: str) -> bool:
         try:
-            self._inflight = start_eagerly(self._send_in_time(text))
+            self._inflight = start_eagerly(self.socket.send_text(text))
         except Exception as exc:  # a failed send means the client is gone
             log.debug("websocket %s send failed: %r", self.key, exc)
             self._close_soon(1006, "")
             return False
+        if self._inflight is not None:
+            self._inflight.add_done_callback(self._after_waiting)
         return True
 
-    async def _send_in_time(self, text: str) -> None:
-        try:
-            await self.socket.send_text(text)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if asyncio.current_task() is self._inflight:  # finished in a task: nobody else will close it
-                self._close_soon(1006, "")
-            raise
+    def _after_waiting(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # the client went away during the wait
+            self._close_soon(1006, "")
 
     async def put(self, frame: Frame) -> None:
         """Queue `frame`, waiting for room: for a connection's own producer (e.g. a long backlog), which

@@ -157,3 +157,20 @@ async def test_close_user_ends_only_that_users_sockets_with_reconnect() -> None:
     assert mine.closed == also_mine.closed == CloseCode.GOING_AWAY
     assert theirs.sent == [] and theirs.closed == 1000, "closed only when its own session ended"
     assert hub._by_user == {}, "the index forgets closed sockets"
+
+
+async def test_a_write_that_waited_and_then_failed_closes_the_connection() -> None:
+    class GoneWhileWaiting(FakeSocket):
+        async def send_text(self, data: str) -> None:
+            assert self.stall is not None
+            await self.stall.wait()
+            raise ConnectionResetError("the client went away")
+
+    sock = GoneWhileWaiting(stall=True)
+    async with Hub(config()).connect(sock) as conn:
+        await asyncio.sleep(0)
+        assert conn.push({"type": "message", "seq": 1}), "accepted: the write is under way"
+        assert sock.stall is not None
+        sock.stall.set()
+        await asyncio.wait_for(conn.closed.wait(), 2)
+    assert conn.close_code == 1006
