@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from supportswarm import validation
-from supportswarm.accounts import live, permissions, recovery, services
+from supportswarm.accounts import permissions, recovery, services
 from supportswarm.accounts.models import Role, User
 from supportswarm.errors import SwarmError
 from supportswarm.httpkit import body_data, form_data, login_required, ok, path_id, render
@@ -63,8 +63,8 @@ async def api_users(request: Request) -> Response:
 
 async def api_update_user(request: Request) -> Response:
     actor = _admin(request)
-    user = await services.update_user(actor, path_id(request), await body_data(request))
-    await live.announce_account_change(request.state.broker, user.id)
+    user = await services.update_user(actor, path_id(request), await body_data(request),
+                                      broker=request.state.broker)
     return ok(services.admin_user_dict(user, with_email=True))
 
 
@@ -97,10 +97,9 @@ async def update_form(request: Request) -> Response:
     # A checkbox is absent when unticked: the form always says what it wants.
     changes = {"role": data.get("role"), "is_active": data.get("is_active") == "on"}
     try:
-        user = await services.update_user(actor, path_id(request), changes)
+        user = await services.update_user(actor, path_id(request), changes, broker=request.state.broker)
     except SwarmError as exc:
         return await _page(request, actor, exc.status, error=exc.detail)
-    await live.announce_account_change(request.state.broker, user.id)
     return RedirectResponse("/admin/users?" + urlencode({"q": user.username, "done": "saved"}), status_code=303)
 
 

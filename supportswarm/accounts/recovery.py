@@ -16,9 +16,11 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from supportswarm.accounts import mail, services
+from supportswarm.accounts.live import announce_account_change
 from supportswarm.accounts.models import PasswordReset, User
 from supportswarm.errors import Conflict, InvalidInput
 from supportswarm.jobs import JobName, JobQueue
+from supportswarm.realtime.broker import Broker
 from supportswarm.settings import Settings
 
 RESET_TTL = timedelta(hours=1)
@@ -57,8 +59,8 @@ async def user_for_link(token: str) -> User:
     return row.user
 
 
-async def reset_password(token: str, password: object) -> User:
-    """Sets the new password; the link dies with it and every session of the user ends."""
+async def reset_password(token: str, password: object, *, broker: Broker) -> User:
+    """Sets the new password; the link dies with it and every session of the user ends, websockets included."""
     new = services.check_password(password)
     async with in_transaction():
         user = await user_for_link(token)
@@ -66,6 +68,7 @@ async def reset_password(token: str, password: object) -> User:
             # a concurrent use of the same link got there first
             raise InvalidInput("this reset link is invalid, used or expired; ask for a new one", field="token")
         await services.set_password(user, new)
+    await announce_account_change(broker, user.id)
     return user
 
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from supportswarm.accounts import live, recovery
+from supportswarm.accounts import recovery
 from supportswarm.accounts.sessions import start_session
 from supportswarm.errors import SwarmError
 from supportswarm.httpkit import form_data, render
@@ -44,12 +44,11 @@ async def reset_page(request: Request) -> Response:
         return render(request, "accounts/reset.html", {"account": user, "token": token})
     data = await form_data(request)
     try:
-        user = await recovery.reset_password(token, data.get("password"))
+        user = await recovery.reset_password(token, data.get("password"), broker=request.state.broker)
     except SwarmError as exc:
         invalid = exc.field == "token"
         return render(request, "accounts/reset.html", {"error": exc.detail, "invalid": invalid, "token": token},
                       exc.status)
-    await live.announce_account_change(request.state.broker, user.id)  # the other sessions' sockets too
     response = RedirectResponse("/", status_code=303)
     start_session(request, response, user)  # signed in here, in the new generation; every other session ended
     return response

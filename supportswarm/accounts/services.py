@@ -17,8 +17,10 @@ from tortoise.transactions import in_transaction
 
 from supportswarm import validation
 from supportswarm.accounts import permissions
+from supportswarm.accounts.live import announce_account_change
 from supportswarm.accounts.models import ApiToken, PasswordReset, Role, User
 from supportswarm.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
+from supportswarm.realtime.broker import Broker
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
@@ -208,11 +210,13 @@ def verify_password(user: User, password: object, *, field: str = "current_passw
         raise WrongPassword("the current password is wrong", field=field) from None
 
 
-async def change_password(user: User, data: Mapping[str, Any]) -> User:
-    """Needs the current password; ends every other session (the caller re-issues its own cookie)."""
+async def change_password(user: User, data: Mapping[str, Any], *, broker: Broker) -> User:
+    """Needs the current password; ends every other session, their websockets included (the caller
+    re-issues its own cookie)."""
     new = check_password(data.get("new_password"), "new_password")
     verify_password(user, data.get("current_password"))
     await set_password(user, new)
+    await announce_account_change(broker, user.id)
     return user
 
 
@@ -267,9 +271,10 @@ async def get_any_user(user_id: int) -> User:
     return user
 
 
-async def update_user(actor: User, user_id: int, data: Mapping[str, Any]) -> User:
+async def update_user(actor: User, user_id: int, data: Mapping[str, Any], *, broker: Broker) -> User:
     """An admin changes `role` and/or `is_active`. Deactivation signs the user out everywhere (tokens are
-    refused while inactive); their questions, answers and messages stay."""
+    refused while inactive); their questions, answers and messages stay. Either way the user's open
+    websockets reconnect, so the new role or status applies to them at once."""
     user = await get_any_user(user_id)
     updates: dict[str, Any] = {}
     if data.get("role") is not None:
@@ -287,4 +292,5 @@ async def update_user(actor: User, user_id: int, data: Mapping[str, Any]) -> Use
         updates["session_generation"] = user.session_generation + 1  # reactivation does not revive old cookies
     await User.filter(id=user.id).update(**updates)
     await user.refresh_from_db()
+    await announce_account_change(broker, user.id)
     return user

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from supportswarm.accounts import live, services
+from supportswarm.accounts import services
 from supportswarm.accounts.models import User
 from supportswarm.accounts.sessions import start_session
 from supportswarm.errors import RateLimited, SwarmError
@@ -22,8 +22,7 @@ DONE = {"email": "Your email address is saved.", "password": "Your password is c
 async def _change_password(request: Request, user: User, data: dict[str, Any]) -> None:
     """The current password is checked under the login backoff, so this form cannot be used to guess it."""
     async with login_attempt(request, user.username):
-        await services.change_password(user, data)
-    await live.announce_account_change(request.state.broker, user.id)  # the other sessions' sockets too
+        await services.change_password(user, data, broker=request.state.broker)
 
 
 def _keep_signed_in(request: Request, response: Response, user: User) -> Response:

@@ -29,6 +29,8 @@ from supportswarm.accounts import mail, recovery, services
 from supportswarm.accounts.models import PasswordReset, User
 from supportswarm.app import create_app
 from supportswarm.db import ConnectionParams
+from supportswarm.realtime.memory import MemoryBroker
+from supportswarm.realtime.protocol import ACCOUNT_EVENT, ACCOUNTS_CHANNEL
 from supportswarm.resources import Resources
 from supportswarm.settings import Settings
 from tests.accounts.helpers import PASSWORD, browser, log_in
@@ -265,3 +267,17 @@ async def test_smtp_login_on_loopback(app: LifespanManager) -> None:
             await mail.send("http://127.0.0.1:25", message)
     finally:
         controller.stop()
+
+
+async def test_a_reset_tells_the_users_open_websockets_to_reconnect(app: LifespanManager) -> None:
+    """Every session ends with a reset, so the sockets they opened must end too (accounts/live.py)."""
+    broker = MemoryBroker()
+    ada = await services.register("ada", PASSWORD)
+    link = await recovery.issue_link(ada, base_url="https://support.example.com")
+    token = link.url.rsplit("/", 1)[1]
+    async with await broker.subscribe([ACCOUNTS_CHANNEL]) as sub:
+        await recovery.reset_password(token, "a brand new password", broker=broker)
+        async with asyncio.timeout(2):
+            announced = await anext(aiter(sub))
+    assert (announced.type, announced.data) == (ACCOUNT_EVENT, {"user_id": ada.id})
+    await broker.close()
