@@ -55,8 +55,7 @@ class LocalRoom:
         """User ids of the last presence frame seen: the ticker announces when the broker's list differs."""
         self.gone = False
         self._on_gone = on_gone
-        self._subscribing: asyncio.Future[Subscription] | None = None
-        self._sub: Subscription | None = None
+        self._subscribing: asyncio.Future[Subscription] | None = None  # the current subscription, once made
         self._tasks: list[asyncio.Task[None]] = []
 
     async def join(self, member: RoomMember) -> None:
@@ -69,8 +68,7 @@ class LocalRoom:
             sub = await asyncio.shield(self._subscribing)  # one member giving up must not cancel the others' wait
             if self.gone:  # its subscription ended meanwhile (the broker is closing or down)
                 raise BrokerUnavailable("the room's subscription ended")
-            if self._sub is None:
-                self._sub = sub
+            if not self._tasks:  # the first member through starts the room
                 self._tasks = [asyncio.create_task(self._pump(sub), name=f"room-pump:{self.swarm_id}"),
                                asyncio.create_task(self._tick(), name=f"room-presence:{self.swarm_id}")]
             await self.refresh_presence([member])
@@ -123,8 +121,7 @@ class LocalRoom:
                 except BrokerUnavailable as down:
                     error = down
                     break
-                self._sub = sub
-                self._subscribing = _done(sub)
+                self._subscribing = _done(sub)  # what the last member out closes
                 for member in list(self.members):
                     member.catch_up()
         self._retire()  # a new session of this room starts a new subscription instead of joining a dead one
