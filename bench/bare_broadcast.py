@@ -8,7 +8,7 @@ first, fan out through the broker, resume, presence) is what the comparison pric
 With BARE_DATABASE_URL set, each message is first stored by one INSERT (one round trip, autocommit) under
 a per-room lock, as the room serialises its writers: the second ceiling, what persistence alone costs.
 
-Run: .venv/bin/python -m uvicorn bench.bare_broadcast:app --ws websockets --ws-per-message-deflate false
+Run: .venv/bin/python -m uvicorn bench.bare_broadcast:app --ws websockets-sansio --ws-per-message-deflate false
 """
 
 from __future__ import annotations

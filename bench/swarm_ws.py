@@ -4,7 +4,7 @@ Run: .venv/bin/python -m bench.swarm_ws [--client-procs 2] [--quick] [--only a,b
 
 Everything runs on loopback in one bounded run: an embedded PostgreSQL in a temp folder (or DATABASE_URL),
 Redis at 127.0.0.1:6379 under a random namespace, app servers started the way the CLI serves (uvicorn,
-`websockets` protocol, permessage-deflate off unless the phase says otherwise), and the load clients of
+its websocket implementation, permessage-deflate off unless the phase says otherwise), and the load clients of
 bench/wsclient.py in separate processes. Phases:
 
   a   1,000 clients in 100 rooms at a steady rate, one app process (in-process broker)
@@ -49,6 +49,7 @@ from supportswarm.accounts import services as accounts
 from supportswarm.accounts.models import User
 from supportswarm.db import EmbeddedPostgres, ensure_database, migrate
 from supportswarm.forum import services as forum
+from supportswarm.ops import WS_PROTOCOL
 from supportswarm.realtime.memory import MemoryBroker
 from supportswarm.resources import open_resources
 from supportswarm.settings import Settings
@@ -87,12 +88,12 @@ def free_port() -> int:
 
 
 def launch(name: str, app: list[str], env: dict[str, str], logs: Path, *, deflate: bool) -> ServerProc:
-    """uvicorn as `supportswarm serve` runs it (ops.run_server): the `websockets` protocol, no access log."""
+    """uvicorn as `supportswarm serve` runs it (ops.run_server): its websocket protocol, no access log."""
     port = free_port()
     log = logs / f"{name}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets",
+            [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port), "--ws", WS_PROTOCOL,
              "--ws-per-message-deflate", str(deflate).lower(), "--log-level", "warning", "--no-access-log",
              "--backlog", "4096"],
             cwd=ROOT, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)

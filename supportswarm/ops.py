@@ -45,6 +45,10 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
 ]
 READY_TIMEOUT_S = 2.0
+# uvicorn's websocket implementation on websockets' Sans-I/O core: the `websockets` one is built on that
+# library's deprecated legacy API, and this one costs less per frame (bench/swarm_ws.py phase t: 2,820
+# messages/s against 2,392 on the same machine).
+WS_PROTOCOL = "websockets-sansio"
 RETRY_AFTER_S = 5
 
 
@@ -334,7 +338,7 @@ def run_server(app: Any, *, host: str, port: int, settings: Settings) -> None:
             await hub.shutdown()
 
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="info", ws="websockets", proxy_headers=True,
+        app, host=host, port=port, log_level="info", ws=WS_PROTOCOL, proxy_headers=True,
         ws_per_message_deflate=False, timeout_graceful_shutdown=20,
         # JSON logs: let uvicorn's loggers propagate to the root handler instead of its own text ones.
         log_config=None if settings.json_logs else uvicorn.config.LOGGING_CONFIG,

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from supportswarm.db import ConnectionParams
+from supportswarm.ops import WS_PROTOCOL
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def _start(pg: ConnectionParams, data_dir: Path, namespace: str) -> Server:
     with log.open("wb") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "supportswarm.cli:server_app", "--host", "127.0.0.1",
-             "--port", str(port), "--ws", "websockets", "--log-level", "warning"],
+             "--port", str(port), "--ws", WS_PROTOCOL, "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     return Server(port, proc, log)
