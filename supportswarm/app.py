@@ -28,7 +28,7 @@ from supportswarm.metrics import routes as metrics_routes
 from supportswarm.moderation import routes as moderation_routes
 from supportswarm.ratelimit import RateLimitMiddleware
 from supportswarm.realtime.broker import Broker
-from supportswarm.realtime.hub import Hub
+from supportswarm.realtime.hub import Hub, ServerSendMiddleware
 from supportswarm.resources import Resources, open_resources, resolve_secret_key, tune_gc
 from supportswarm.settings import Settings
 from supportswarm.swarm import routes as swarm_routes
@@ -87,6 +87,7 @@ def create_app(
         debug=settings.debug,
         routes=routes,
         middleware=[
+            Middleware(ServerSendMiddleware),
             Middleware(ops.MetricsMiddleware),
             Middleware(ops.SecurityHeadersMiddleware),
             Middleware(ops.UnavailableMiddleware),

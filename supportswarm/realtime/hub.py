@@ -10,8 +10,8 @@ The writer also sends heartbeats (~30 s + jitter, Zulip) and ends a connection
 after a maximum lifetime with a `reconnect` frame and close 4001 (Polar), which resume makes lossless.
 `Hub.shutdown` does the same for every socket when the process stops.
 
-The hub knows sockets only through the small `Socket` protocol (Starlette's WebSocket fits), and no
-domain: what to send is decided by the endpoint that owns the connection. Web-only: workers publish
+The hub knows sockets only through the small `Socket` protocol (`direct_socket` wraps Starlette's
+WebSocket), and no domain: what to send is decided by the endpoint that owns the connection. Web-only: workers publish
 through the broker and never touch sockets (STYLE.md C2).
 """
 
@@ -27,6 +27,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
 from supportswarm import telemetry
 from supportswarm.realtime.protocol import CloseCode, EventType, dumps
 
@@ -37,6 +40,44 @@ class Socket(Protocol):
     async def send_text(self, data: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+SERVER_SEND = "supportswarm.server_send"
+
+
+class ServerSendMiddleware:
+    """Keeps the server's own ASGI `send` of each websocket in its scope, for `direct_socket`. Outermost:
+    every wrapper of `send` below it (Starlette's two exception-handler senders, UnavailableMiddleware's) only
+    watches responses start and connections close, so frames may pass them by."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[SERVER_SEND] = send
+        await self.app(scope, receive, send)
+
+
+class DirectSocket:
+    """An accepted Starlette WebSocket whose frames go straight to the server's `send`: four calls fewer per
+    frame, which bench/swarm_ws.py (phase t) counts in the tens of thousands a second. Closing still goes
+    through Starlette, which tracks the connection's state."""
+
+    def __init__(self, websocket: WebSocket, send: Send) -> None:
+        self._websocket, self._send = websocket, send
+
+    async def send_text(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._websocket.close(code, reason)
+
+
+def direct_socket(websocket: WebSocket) -> Socket:
+    """`websocket` as the hub's Socket: direct (DirectSocket) under ServerSendMiddleware, else as it is."""
+    send: Send | None = websocket.scope.get(SERVER_SEND)
+    return websocket if send is None else DirectSocket(websocket, send)
 
 
 class ConnectionClosed(Exception):

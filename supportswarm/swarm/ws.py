@@ -25,7 +25,7 @@ from supportswarm.accounts.models import User
 from supportswarm.accounts.sessions import same_origin
 from supportswarm.errors import InvalidInput, NotAuthenticated, RateLimited, SwarmError
 from supportswarm.realtime.broker import Broker, BrokerUnavailable, Subscription, SubscriptionLost
-from supportswarm.realtime.hub import Connection, Frame, Hub
+from supportswarm.realtime.hub import Connection, Frame, Hub, direct_socket
 from supportswarm.realtime.protocol import (
     INBOX_CHANNEL,
     CloseCode,
@@ -161,7 +161,7 @@ async def room_socket(websocket: WebSocket) -> None:
         return
     user, swarm, last_seq = accepted
     hub: Hub = websocket.state.hub
-    async with hub.connect(websocket, label=f"swarm{swarm.id}", user_id=user.id) as conn:
+    async with hub.connect(direct_socket(websocket), label=f"swarm{swarm.id}", user_id=user.id) as conn:
         session = RoomSession(websocket, conn, swarm=swarm, user=user, broker=websocket.state.broker,
                               jobs=websocket.state.jobs, settings=settings)
         await session.run(last_seq)
@@ -431,7 +431,7 @@ async def inbox_socket(websocket: WebSocket) -> None:
         return
     broker: Broker = websocket.state.broker
     hub: Hub = websocket.state.hub
-    async with hub.connect(websocket, label="inbox", user_id=user.id) as conn:
+    async with hub.connect(direct_socket(websocket), label="inbox", user_id=user.id) as conn:
         try:
             sub = await broker.subscribe([INBOX_CHANNEL, user_channel(user.id)])
         except BrokerUnavailable:
