@@ -22,7 +22,7 @@ from supportswarm import telemetry
 from supportswarm.accounts import permissions
 from supportswarm.accounts.models import User
 from supportswarm.accounts.services import add_reputation
-from supportswarm.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomClosed
+from supportswarm.errors import Conflict, Forbidden, InvalidInput, NotFound, RoomClosed, SwarmError
 from supportswarm.forum import services as forum
 from supportswarm.forum.models import Answer, Question, QuestionStatus
 from supportswarm.jobs import JobName, JobQueue
@@ -32,7 +32,7 @@ from supportswarm.moderation.visibility import shown
 from supportswarm.realtime.broker import Broker, BrokerUnavailable
 from supportswarm.realtime.protocol import INBOX_CHANNEL, Envelope, EventType, swarm_channel, user_channel
 from supportswarm.swarm.models import Swarm, SwarmLink, SwarmMessage, SwarmParticipant, SwarmStatus
-from supportswarm.swarm.store import Say, batcher, store_messages
+from supportswarm.swarm.store import Say, Stored, batcher, store_messages
 
 log = logging.getLogger(__name__)
 
@@ -303,37 +303,74 @@ class Posted:
         return self.frame if self.envelope is None else self.envelope.data_json()
 
 
+def new_say(swarm_id: int, user: User, body: object, client_msg_id: object) -> Say:
+    """A room message to post, checked (InvalidInput otherwise) and timed now."""
+    text, cmid = check_message(body, client_msg_id)
+    return Say(swarm_id, user.id, text, cmid, now())
+
+
 async def post_message(swarm_id: int, user: User, body: object, client_msg_id: object, *, broker: Broker,
                        jobs: JobQueue, first_response: bool = True) -> Posted:
-    """Store a room message with the next `seq`, then publish it. Idempotent per `client_msg_id`.
+    """Store a room message with the next `seq`, then publish it. Idempotent per `client_msg_id`."""
+    [posted] = await post_says([new_say(swarm_id, user, body, client_msg_id)], user, broker=broker, jobs=jobs,
+                               first_response=first_response)
+    if isinstance(posted, SwarmError):
+        raise posted
+    return posted
 
-    `first_response=False` skips checking whether this is the question's first response, for a caller who
-    knows it cannot be: a room session once this user's message is stored (it was the first response, or
-    one came before it, or the user is the asker, whose messages never count).
+
+async def post_says(says: list[Say], user: User, *, broker: Broker, jobs: JobQueue,
+                    first_response: bool = True) -> list[Posted | SwarmError]:
+    """Store `user`'s `says` (new_say) in one room with the next seqs, in order, then publish each new one.
+    Per say: its Posted, or the SwarmError that refused it (the room is closed, say). Idempotent per
+    `client_msg_id`; other failures (the database is down) raise.
+
+    `first_response=False` skips checking whether the first say is the question's first response, for a
+    caller who knows it cannot be: a room session once this user's message is stored (it was the first
+    response, or one came before it, or the user is the asker, whose messages never count). Only the first
+    say is checked: once it is stored, or found stored already, none after it can be the first response.
     """
-    text, cmid = check_message(body, client_msg_id)
-    say = Say(swarm_id, user.id, text, cmid, now())
+    rows: list[Stored] = []
+    if first_response:
+        rows.append(await _store_first_response(says[0], user))
+    if len(says) > len(rows):  # the usual case: grouped with the process's concurrent says (store.py)
+        rows += await batcher(broker).store(says[len(rows):])
+    posted: list[Posted | SwarmError] = []
+    for say, row in zip(says, rows, strict=True):
+        try:
+            posted.append(await _posted(say, row, user, broker=broker, jobs=jobs))
+        except SwarmError as exc:
+            posted.append(exc)
+    return posted
+
+
+async def _store_first_response(say: Say, user: User) -> Stored:
     try:
-        if first_response:
-            async with in_transaction() as conn:
-                [row] = await store_messages(conn, [say])
-                if row["id"] is not None:
-                    await forum.record_response(await Question.get(id=row["question_id"]), user, say.at)
-        else:  # the usual case: grouped with the process's concurrent says (store.py)
-            row = await batcher(broker).store(say)
-    except IntegrityError:  # a concurrent retry of the same client_msg_id stored it first
-        if (stored := await _stored_message(swarm_id, cmid)) is None:
-            raise
+        async with in_transaction() as conn:
+            [row] = await store_messages(conn, [say])
+            if row["id"] is not None:
+                await forum.record_response(await Question.get(id=row["question_id"]), user, say.at)
+    except IntegrityError as exc:
+        return exc
+    return row
+
+
+async def _posted(say: Say, row: Stored, user: User, *, broker: Broker, jobs: JobQueue) -> Posted:
+    if isinstance(row, IntegrityError):  # a concurrent retry of the same client_msg_id stored it first
+        if (stored := await _stored_message(say.swarm_id, say.client_msg_id)) is None:
+            raise row
         return Posted(stored, False)
+    if isinstance(row, Exception):
+        raise row
     if row["stored"]:
-        stored = await _stored_message(swarm_id, cmid)
+        stored = await _stored_message(say.swarm_id, say.client_msg_id)
         assert stored is not None, "messages are deleted only with their swarm"
         return Posted(stored, False)
     if row["id"] is None:
-        await _raise_not_open(swarm_id)
+        await _raise_not_open(say.swarm_id)
     telemetry.MESSAGES.inc()
-    frame = _message_frame(row["id"], row["seq"], cmid, user, text, say.at)  # a new message: not hidden
-    envelope = Envelope(channel=swarm_channel(swarm_id), type=EventType.MESSAGE.value, op="add", data=frame,
+    frame = _message_frame(row["id"], row["seq"], say.client_msg_id, user, say.body, say.at)  # new: not hidden
+    envelope = Envelope(channel=swarm_channel(say.swarm_id), type=EventType.MESSAGE.value, op="add", data=frame,
                         seq=row["seq"])
     if not await notify(broker, envelope):
         await jobs.enqueue(JobName.REPUBLISH, job_id=f"republish:{row['id']}", message_id=row["id"])

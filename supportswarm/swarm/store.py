@@ -4,7 +4,8 @@ Benchmarked in bench/swarm_ws.py (phase t, 100 busy rooms): a statement and a co
 PostgreSQL and the pool round trips most of a message's cost (717 messages/s; 2,500-2,900 with this).
 Says that arrive while FLUSHERS statements are in flight wait and go together in the next one (one
 round trip, one commit): a say in a quiet process is stored at once, in a busy one it waits for at
-most the statements in flight.
+most the statements in flight. A room session hands over all the says its client has sent meanwhile
+as one group (swarm/ws.py), so a busy room's messages go out to its members together.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from supportswarm.metrics.events import EventKind
 
 MAX_BATCH = 200
-FLUSHERS = 2  # statements in flight per process: the next batch is stored while the last one's frames go out
+FLUSHERS = 3  # statements in flight per process: the next batch is stored while the last one's frames go out
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,22 @@ async def store_messages(conn: BaseDBAsyncClient, says: list[Say]) -> list[dict[
     return await conn.execute_query_dict(STORE_SQL, args)
 
 
+Stored = dict[str, Any] | Exception
+"""What storing one say gave: its row (store_messages), or the exception that failed it."""
+
+
 class SayBatcher:
     """Group commit of the says of one process (one per app: `batcher(broker)`)."""
 
     def __init__(self) -> None:
-        self._waiting: list[tuple[Say, asyncio.Future[dict[str, Any]]]] = []
+        self._waiting: list[tuple[list[Say], asyncio.Future[list[Stored]]]] = []
         self._flushers = 0
 
-    async def store(self, say: Say) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((say, future))
+    async def store(self, says: list[Say]) -> list[Stored]:
+        """Store `says` in order, in one statement (a group is never split over concurrent statements, so
+        the seqs of a client's says follow the order it sent them). Per say: its row or its exception."""
+        future: asyncio.Future[list[Stored]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((says, future))
         if self._flushers < FLUSHERS:
             self._flushers += 1
             task = asyncio.create_task(self._flush())
@@ -109,40 +116,40 @@ class SayBatcher:
     async def _flush(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                taken = size = 0
+                for says, _future in self._waiting:
+                    if size and size + len(says) > MAX_BATCH:
+                        break
+                    taken, size = taken + 1, size + len(says)
+                batch, self._waiting = self._waiting[:taken], self._waiting[taken:]
                 await _store_batch(batch)
         finally:
             self._flushers -= 1
 
 
-async def _store_batch(batch: list[tuple[Say, asyncio.Future[dict[str, Any]]]]) -> None:
+async def _store_batch(batch: list[tuple[list[Say], asyncio.Future[list[Stored]]]]) -> None:
+    says = [say for group, _future in batch for say in group]
     try:
-        rows = await store_messages(connections.get("default"), [say for say, _ in batch])
-    except (IntegrityError, OperationalError) as exc:  # a race on one client_msg_id undid them all: one by one
-        if len(batch) > 1:
-            for one in batch:
-                await _store_batch([one])
-            return
-        _fail(batch, exc)
-        return
-    except Exception as exc:  # e.g. the database is down: every waiting say fails with it
-        _fail(batch, exc)
-        return
+        rows = await _store(says)
     except asyncio.CancelledError:
-        _fail(batch, None)
+        for _group, future in batch:
+            future.cancel()
         raise
-    for (_say, future), row in zip(batch, rows, strict=True):
+    for group, future in batch:
         if not future.done():
-            future.set_result(row)
+            future.set_result(rows[: len(group)])
+        rows = rows[len(group):]
 
 
-def _fail(batch: list[tuple[Say, asyncio.Future[dict[str, Any]]]], exc: Exception | None) -> None:
-    for _say, future in batch:
-        if not future.done():
-            if exc is None:
-                future.cancel()
-            else:
-                future.set_exception(exc)
+async def _store(says: list[Say]) -> list[Stored]:
+    try:
+        return list(await store_messages(connections.get("default"), says))
+    except (IntegrityError, OperationalError) as exc:  # a race on one client_msg_id undid them all: one by one
+        if len(says) == 1:
+            return [exc]
+        return [row for say in says for row in await _store([say])]
+    except Exception as exc:  # e.g. the database is down: every say of the statement fails with it
+        return [exc] * len(says)
 
 
 _batchers: weakref.WeakKeyDictionary[Any, SayBatcher] = weakref.WeakKeyDictionary()  # per app (keyed by broker)

@@ -39,6 +39,7 @@ from supportswarm.settings import Settings
 from supportswarm.swarm import expertise, services
 from supportswarm.swarm.models import Swarm
 from supportswarm.swarm.rooms import PRESENCE_REFRESH_S, PRESENCE_TTL_S, LocalRoom, announce_presence, local_rooms
+from supportswarm.swarm.store import Say
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ SAY_LIMIT = (10, 1.0)  # `say` frames per window per connection; over it: an err
 FRAME_LIMIT = (40, 1.0)  # frames of any type per window per connection; over it: close 4429
 STRIKE_LIMIT = (5, 10.0)  # rate_limited errors per window before the connection is closed with 4429
 TYPING_EVERY_S = 2.0  # typing notices faster than this are dropped, not errors
+MAX_PIPELINED_SAYS = 32  # says read and not yet stored; beyond, the reader waits for the database
 MAX_WAITING = 1000  # notifications a session keeps while it cannot take them; beyond: it catches up from the database
 FRAME_TYPES = frozenset(FrameType)
 
@@ -184,6 +186,8 @@ class RoomSession:
         self._live = False  # the welcome is out: notifications may be sent
         self._waiting: deque[Envelope | None] = deque()  # None: catch up from the database
         self._drainer: asyncio.Task[None] | None = None
+        self._says: list[Say] = []  # read from the client, not yet handed to the storer
+        self._storer: asyncio.Task[None] | None = None
         self._ended = asyncio.Event()
         self._error: BaseException | None = None
         self._last_typing = 0.0
@@ -238,6 +242,7 @@ class RoomSession:
             await self.conn.close(1011, "internal error")
 
     async def _stop(self) -> None:
+        await self._says_stored()  # what the client said before it went is stored all the same
         if self._drainer is not None:
             self._drainer.cancel()
             await asyncio.wait([self._drainer])
@@ -383,6 +388,8 @@ class RoomSession:
     async def _handle(self, frame: dict[str, Any]) -> bool:
         """Dispatch one frame; True when the session should end (leave)."""
         kind = frame["type"]
+        if kind != FrameType.SAY:  # frames take effect in the order sent: only a run of says is pipelined
+            await self._says_stored()
         if kind == FrameType.SAY:
             await self._limit("say", SAY_LIMIT, RateLimited("too many messages; wait a moment", retry_after=1.0))
             await self._user_limit()
@@ -406,13 +413,38 @@ class RoomSession:
         return False
 
     async def _say(self, frame: dict[str, Any]) -> None:
-        posted = await services.post_message(self.swarm.id, self.user, frame.get("body"), frame.get("client_msg_id"),
-                                             broker=self.broker, jobs=self.jobs, first_response=not self._responded)
-        self._responded = self._responded or posted.created
-        if posted.created or posted.frame["seq"] > self.highest:
-            await self.deliver(posted.frame["seq"], posted.encoded())  # the echo, in order, even if not published
-        else:
-            self.conn.push(posted.frame)  # a retried say: the sender gets the stored message again
+        """Hand the say to the storer and go on reading: a client's says sent together are stored together
+        (one group, in order), where awaiting each one let a busy room's messages out one per statement."""
+        self._says.append(services.new_say(self.swarm.id, self.user, frame.get("body"), frame.get("client_msg_id")))
+        if self._storer is None:
+            self._storer = asyncio.create_task(self._store_says(), name=f"room-says:{self.conn.key}")
+        if len(self._says) >= MAX_PIPELINED_SAYS:  # the client outpaces the database: stop reading for now
+            await self._says_stored()
+
+    async def _says_stored(self) -> None:
+        if self._storer is not None:
+            await asyncio.wait([self._storer])
+
+    async def _store_says(self) -> None:
+        try:
+            while self._says:
+                says = list(self._says)
+                self._says.clear()
+                posted = await services.post_says(says, self.user, broker=self.broker, jobs=self.jobs,
+                                                  first_response=not self._responded)
+                for say, result in zip(says, posted, strict=True):
+                    if isinstance(result, SwarmError):
+                        self.conn.push(error_frame(result, client_msg_id=say.client_msg_id, ref=FrameType.SAY.value))
+                        continue
+                    self._responded = self._responded or result.created
+                    if result.created or result.frame["seq"] > self.highest:
+                        await self.deliver(result.frame["seq"], result.encoded())  # the echo, in order
+                    else:
+                        self.conn.push(result.frame)  # a retried say: the sender gets the stored message again
+        except Exception as exc:  # the database is down, say: the session ends and the client resumes
+            self.end(exc)
+        finally:
+            self._storer = None
 
 
 # --- the inbox ------------------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ async def test_concurrent_says_are_grouped_into_few_statements(resources: Resour
 
     monkeypatch.setattr(store, "store_messages", counted)
     batcher = store.SayBatcher()
-    rows = await asyncio.gather(*(batcher.store(say(rooms[i % 5], asker, f"m{i}")) for i in range(50)))
+    groups = await asyncio.gather(*(batcher.store([say(rooms[i % 5], asker, f"m{i}")]) for i in range(50)))
+    rows = [row for group in groups for row in group if isinstance(row, dict)]
     assert sum(statements) == 50 and len(statements) <= 2, f"group commit, not a statement per say: {statements}"
     for room in rooms:
         assert [seq for seq, _ in await transcript(room)] == list(range(1, 11)), "gap-free per room"
@@ -89,12 +90,38 @@ async def test_a_race_on_one_client_msg_id_falls_back_to_one_statement_per_say(
         await other.execute("INSERT INTO swarm_messages (swarm_id, seq, author_id, body, client_msg_id, created_at) "
                             "VALUES ($1, 100, $2, 'first try', 'x', now())", room.id, asker.id)
         batcher = store.SayBatcher()
-        pending = asyncio.gather(batcher.store(say(room, asker, "y")), batcher.store(say(room, asker, "x")))
+        pending = asyncio.gather(batcher.store([say(room, asker, "y")]), batcher.store([say(room, asker, "x")]))
         await asyncio.sleep(0.3)  # the batch now waits on the racing row's unique key
         await racing.commit()
-        y, x = await asyncio.wait_for(pending, 10)
+        [y], [x] = await asyncio.wait_for(pending, 10)
     finally:
         await other.close()
+    assert isinstance(y, dict) and isinstance(x, dict)
     assert y["seq"] == 1 and not y["stored"], "the innocent say of the failed batch is stored on its own"
     assert x["stored"], "the raced say is answered with the stored one"
     assert await transcript(room) == [(1, "y"), (100, "x")]
+
+
+async def test_a_group_of_says_is_never_split_over_statements(resources: Resources,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    asker = await member("asker")
+    room = await open_room(resources, asker)
+    statements: list[list[str]] = []
+    real = store.store_messages
+
+    async def counted(conn, says):  # type: ignore[no-untyped-def]
+        statements.append([s.client_msg_id for s in says])
+        return await real(conn, says)
+
+    monkeypatch.setattr(store, "store_messages", counted)
+    monkeypatch.setattr(store, "MAX_BATCH", 3)
+    batcher = store.SayBatcher()
+    groups = [[say(room, asker, f"{g}-{i}") for i in range(n)] for g, n in enumerate((2, 2, 5, 1))]
+    stored = await asyncio.gather(*(batcher.store(group) for group in groups))
+    for group, rows in zip(groups, stored, strict=True):
+        assert any([s.client_msg_id for s in group] == statement[i:i + len(group)]
+                   for statement in statements for i in range(len(statement))), f"{group} split over {statements}"
+        seqs = [row["seq"] for row in rows if isinstance(row, dict)]
+        assert seqs == list(range(seqs[0], seqs[0] + len(group))), "a group's says take consecutive seqs in order"
+    assert max(len(s) for s in statements) == 5, "a group larger than a batch goes whole, on its own"
+    assert [seq for seq, _ in await transcript(room)] == list(range(1, 11))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from supportswarm.swarm import services
 from supportswarm.swarm.models import Swarm, SwarmMessage, SwarmParticipant
 from tests.security.scene import NoJobs
 from tests.swarm.conftest import Server
-from tests.swarm.helpers import PASSWORD, member, question
+from tests.swarm.helpers import PASSWORD, member, question, wait_for
 from tests.swarm.wsclient import Member, join, open_socket
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,6 +100,49 @@ async def test_a_retried_say_is_stored_and_delivered_once(resources: Resources, 
     assert await SwarmMessage.filter(swarm_id=swarm.id).count() == 2
     await a.close()
     await b.close()
+
+
+async def test_says_sent_in_a_burst_are_stored_in_order_before_the_next_command(resources: Resources,
+                                                                             servers: list[Server]) -> None:
+    """The session reads on while says are stored (a client's burst goes to the database as one group);
+    their seqs still follow the order sent, a bad one among them is refused alone, and a later command
+    (here mark_solution of the last one) runs once they are stored."""
+    swarm, tokens = await room(resources, ("sam", "staff"))
+    a = await join(servers[0], swarm.id, tokens["asker"])
+    b = await join(servers[1], swarm.id, tokens["sam"])
+    sent = [f"burst-{i}" for i in range(8)]
+    for i, cmid in enumerate(sent):
+        await b.say(f"step {i}", cmid)
+        if i == 4:
+            await b.say("   ", "blank")
+    await b.send({"type": "mark_solution", "seq": len(sent)})
+    seen: list[tuple[str, Any]] = []
+    async with asyncio.timeout(10):
+        while not seen or seen[-1][0] != "resolved":
+            frame = json.loads(await b.ws.recv())
+            if frame["type"] in ("message", "error", "resolved"):
+                seen.append((frame["type"], frame.get("seq") or frame.get("client_msg_id")))
+    assert [x for kind, x in seen if kind == "message"] == list(range(1, len(sent) + 1))
+    assert [x for kind, x in seen if kind == "error"] == ["blank"]
+    assert [(m["seq"], m["client_msg_id"]) for m in await a.messages(len(sent))] == list(enumerate(sent, 1))
+    answer = await Answer.get(question_id=swarm.question_id)  # type: ignore[attr-defined]
+    assert answer.body == "step 7"
+    await a.close()
+    await b.close()
+
+
+async def test_says_sent_just_before_the_client_goes_away_are_stored(resources: Resources,
+                                                                   servers: list[Server]) -> None:
+    swarm, tokens = await room(resources, ("sam", "staff"))
+    b = await join(servers[0], swarm.id, tokens["sam"])
+    sent = [await b.say(f"last words {i}") for i in range(3)]
+    await b.ws.close()  # without waiting for the echoes
+
+    async def stored() -> bool:
+        return await SwarmMessage.filter(swarm_id=swarm.id).count() == len(sent)
+
+    await wait_for(stored, 5.0)
+    assert [m.client_msg_id for m in await SwarmMessage.filter(swarm_id=swarm.id).order_by("seq")] == sent
 
 
 async def test_room_messages_are_counted_and_the_first_response_is_logged_once(resources: Resources,
