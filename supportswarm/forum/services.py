@@ -127,8 +127,12 @@ async def _log_first_response(question: Question, responder: User, at: datetime)
                        role=str(responder.role))
 
 
-async def record_response(question: Question, responder: User, at: datetime | None = None) -> None:
-    await _log_first_response(question, responder, at or now())
+async def record_response(question_id: int, responder: User, at: datetime | None = None) -> None:
+    """Log a response made elsewhere (a swarm message) as the question's first response if it is one. Under
+    the question's row lock, which answers take too: two first responses at once log one."""
+    async with in_transaction():
+        question = await Question.select_for_update().get(id=question_id)
+        await _log_first_response(question, responder, at or now())
 
 
 async def post_answer(

@@ -32,7 +32,7 @@ from supportswarm.moderation.visibility import shown
 from supportswarm.realtime.broker import Broker, BrokerUnavailable
 from supportswarm.realtime.protocol import INBOX_CHANNEL, Envelope, EventType, swarm_channel, user_channel
 from supportswarm.swarm.models import Swarm, SwarmLink, SwarmMessage, SwarmParticipant, SwarmStatus
-from supportswarm.swarm.store import Say, Stored, batcher, store_messages
+from supportswarm.swarm.store import Say, Stored, batcher
 
 log = logging.getLogger(__name__)
 
@@ -330,29 +330,18 @@ async def post_says(says: list[Say], user: User, *, broker: Broker, jobs: JobQue
     response, or one came before it, or the user is the asker, whose messages never count). Only the first
     say is checked: once it is stored, or found stored already, none after it can be the first response.
     """
-    rows: list[Stored] = []
-    if first_response:
-        rows.append(await _store_first_response(says[0], user))
-    if len(says) > len(rows):  # the usual case: grouped with the process's concurrent says (store.py)
-        rows += await batcher(broker).store(says[len(rows):])
+    rows = await batcher(broker).store(says)  # grouped with the process's concurrent says (store.py)
     posted: list[Posted | SwarmError] = []
     for say, row in zip(says, rows, strict=True):
         try:
             posted.append(await _posted(say, row, user, broker=broker, jobs=jobs))
         except SwarmError as exc:
             posted.append(exc)
+    if first_response and isinstance(rows[0], dict) and rows[0]["id"] is not None:
+        # After the commit and the publish, not in the statement: it holds the room's row lock, and the
+        # says of the process's next statements would wait on these round trips.
+        await forum.record_response(rows[0]["question_id"], user, says[0].at)
     return posted
-
-
-async def _store_first_response(say: Say, user: User) -> Stored:
-    try:
-        async with in_transaction() as conn:
-            [row] = await store_messages(conn, [say])
-            if row["id"] is not None:
-                await forum.record_response(await Question.get(id=row["question_id"]), user, say.at)
-    except IntegrityError as exc:
-        return exc
-    return row
 
 
 async def _posted(say: Say, row: Stored, user: User, *, broker: Broker, jobs: JobQueue) -> Posted:

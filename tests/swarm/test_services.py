@@ -157,6 +157,14 @@ class TestPostMessage:
         part = await SwarmParticipant.get(swarm_id=swarm.id, user_id=helper.id)
         assert part.messages == 1 and part.joined_at is not None
 
+    async def test_first_messages_of_several_helpers_at_once_log_one_first_response(self, res: Resources) -> None:
+        asker = await member("asker")
+        helpers = [await member(f"helper{i}", "staff") for i in range(10)]
+        swarm = await open_for(res, await question(asker))
+        await asyncio.gather(*(say(res, swarm, h, "on it", f"{h.username}-1") for h in helpers))
+        [first] = await Event.filter(kind="first_response", question_id=swarm.question_id)  # type: ignore[attr-defined]
+        assert first.actor_id in {h.id for h in helpers}  # type: ignore[attr-defined]
+
     async def test_without_the_first_response_check_a_say_keeps_every_guarantee(self, res: Resources) -> None:
         """The room session's path (first_response=False): one statement, the same rows and events."""
         asker = await member("asker")
