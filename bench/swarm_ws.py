@@ -223,10 +223,11 @@ async def prepare(ctx: Context, users: int, rooms: dict[str, int]) -> None:
         ctx.tokens = list(await asyncio.gather(*(accounts.create_token(u) for u in members)))
         for phase, count in rooms.items():
             ctx.rooms[phase] = [await open_room(first, f"{phase} room {i}", res.broker) for i in range(count)]
-        # The set-up's writes are flushed now, not by a checkpoint in the middle of the first phases (a
-        # user without the right to checkpoint gets PostgreSQL's own timing).
+        # The set-up's writes are vacuumed and flushed now, not by autovacuum and a checkpoint in the middle
+        # of the first phases (a user without the right to checkpoint gets PostgreSQL's own timing).
         with contextlib.suppress(OperationalError):
-            await connections.get("default").execute_script("CHECKPOINT")
+            for command in ("VACUUM ANALYZE", "CHECKPOINT"):
+                await connections.get("default").execute_script(command)
 
 
 async def open_room(asker: User, title: str, broker: MemoryBroker) -> int:
@@ -249,15 +250,14 @@ class Run:
     connect_s: float
     cpu: dict[str, float]
     results: list[ProcessResult]
-    warmup: float = WARMUP_S
 
     def latencies(self) -> tuple[list[float], int]:
-        return self.deliveries.latencies(self.members, self.started + self.warmup, self.started + self.duration)
+        return self.deliveries.latencies(self.members, self.started + WARMUP_S, self.started + self.duration)
 
     def messages_per_s(self) -> float:
         sent = [ns / 1e9 for ns in self.deliveries.sent.values()]
-        window = [t for t in sent if self.started + self.warmup <= t < self.started + self.duration]
-        return len(window) / max(1e-9, self.duration - self.warmup)
+        window = [t for t in sent if self.started + WARMUP_S <= t < self.started + self.duration]
+        return len(window) / max(1e-9, self.duration - WARMUP_S)
 
     def counter(self, name: str) -> int:
         return sum(r.counters.get(name, 0) for r in self.results)
@@ -280,11 +280,11 @@ def layout(urls: Sequence[str], rooms: Sequence[int], per_room: int, tokens: Seq
 
 
 def run_load(specs: list[ClientSpec], *, procs: int, cpu_of: Callable[[], dict[str, list[int]]], rate: float = 0.0,
-             window: int = 4, duration: float = 0.0, concurrency: int = 50, warmup: float = WARMUP_S) -> Run:
+             window: int = 4, duration: float = 0.0, concurrency: int = 50, quiet: float = 0.0) -> Run:
     """Spread `specs` over `procs` load processes, connect them all, then run the plan and merge results."""
     shares = [tuple(specs[i::procs]) for i in range(procs)]
-    loaders = [LoadProcess(Plan(clients=s, rate=rate, window=window, duration_s=duration, concurrency=concurrency))
-               for s in shares if s]
+    loaders = [LoadProcess(Plan(clients=s, rate=rate, window=window, duration_s=duration, concurrency=concurrency,
+                                quiet_s=quiet)) for s in shares if s]
     try:
         connect_s = max(p.expect("ready", 900)["connect_s"] for p in loaders)
         meter = CpuMeter(cpu_of() | {"clients": [p.pid for p in loaders]})  # now: backends connect lazily
@@ -308,7 +308,7 @@ def run_load(specs: list[ClientSpec], *, procs: int, cpu_of: Callable[[], dict[s
     members: dict[int, int] = {}
     for s in specs:
         members[s.swarm_id] = members.get(s.swarm_id, 0) + 1
-    return Run(book, members, started, duration, connect_s, cpu, results, warmup)
+    return Run(book, members, started, duration, connect_s, cpu, results)
 
 
 # --- phases ---------------------------------------------------------------------------------------------
@@ -350,17 +350,17 @@ def cpu_groups(servers: Sequence[ServerProc], ctx: Context, *, redis: bool) -> d
 
 def steady(name: str, ctx: Context, args: argparse.Namespace, *, servers: int, redis: bool, rooms: list[int],
            per_room: int, rate: float, senders_per_room: int = 2, bare: bool = False, store: bool = False,
-           window: int = 4, settle: float = 0.0) -> Row:
+           window: int = 4, quiet: float = 0.0) -> Row:
     """`rate` says/s in total over `rooms` (0: flood with `window` in flight per sender). `bare`: against the
-    bare server instead of the app, `store`: the bare server INSERTs each message first. `settle`: seconds
-    added to the warm-up (and the run) before measuring."""
+    bare server instead of the app, `store`: the bare server INSERTs each message first. `quiet`: start
+    once no member has had a presence frame for that long."""
     cm = bare_server(ctx, store=store) if bare else app_servers(servers, ctx, redis=redis)
     with cm as started:
         specs = layout([s.ws for s in started], rooms, per_room, ctx.tokens, senders_per_room=senders_per_room)
         per_sender = rate / (len(rooms) * senders_per_room)
         run = run_load(specs, procs=args.client_procs, cpu_of=lambda: cpu_groups(started, ctx, redis=redis),
-                       rate=per_sender, window=window, duration=args.duration + settle, concurrency=args.concurrency,
-                       warmup=WARMUP_S + settle)
+                       rate=per_sender, window=window, duration=args.duration, concurrency=args.concurrency,
+                       quiet=quiet)
     row = Row(name, len(specs), len(rooms), rate, run, servers)
     print("  " + "  ".join(f"{h}={c}" for h, c in zip(HEADER, row.cells(), strict=True)), flush=True)
     return row
@@ -547,9 +547,10 @@ def run_phases(ctx: Context, args: argparse.Namespace, phases: set[str], *, per_
     if "d" in phases:
         print("d: one room of 1,000 members, one app process", flush=True)
         # The room's last presence broadcast of the join storm comes up to one batch interval after the last
-        # join (5 s at 1,000 members): 1,000 frames of ~100 kB, which is assembling the room, not its steady state.
-        settle = PRESENCE_BATCH_S * max(1.0, len(ctx.tokens) / 100)
-        big = {"per_room": len(ctx.tokens), "rate": args.big_rate, "senders_per_room": 5, "settle": settle}
+        # join (5 s at 1,000 members): 1,000 frames of ~100 kB, which is assembling the room, not its steady
+        # state, and stalls the load clients' loops ~0.5 s (each parses 500 of them; a browser parses one).
+        quiet = PRESENCE_BATCH_S * max(1.0, len(ctx.tokens) / 100) + 1.0
+        big = {"per_room": len(ctx.tokens), "rate": args.big_rate, "senders_per_room": 5, "quiet": quiet}
         rows["d"] = steady("d 1 room", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"], **big)
         rows["d-bare"] = steady("d bare", ctx, args, servers=1, redis=False, rooms=ctx.rooms["d"], bare=True, **big)
     idles = []

@@ -94,6 +94,7 @@ class RoomClient:
         self.n = ClientCounters()
         self.resyncs: list[Resync] = []
         self.synced = asyncio.Event()  # welcomed and caught up to the welcome's head
+        self.presence_at = 0.0  # when the last presence frame came
         self.fatal: str | None = None
         self._echoes: Counter[str] = Counter()  # retried says: the server answers each with the stored message
         self._sync_target: int | None = None
@@ -211,6 +212,8 @@ class RoomClient:
             self._on_message(frame, clock())
         elif kind == "welcome":
             self._on_welcome(frame, resync)
+        elif kind == "presence":
+            self.presence_at = clock()
         elif kind == "error":
             self.n.errors.append(frame)
             self._retry_later(frame)
@@ -360,6 +363,9 @@ class Plan:
     duration_s: float = 0.0
     compression: str | None = None
     concurrency: int = 50
+    quiet_s: float = 0.0
+    """Before reporting ready: wait until no client has had a presence frame for this long (a room
+    assembled, its presence broadcasts over)."""
 
 
 @dataclass
@@ -438,6 +444,8 @@ async def _child(conn: Connection, plan: Plan) -> None:
                for s in plan.clients]
     started = clock()
     await start_all(clients, concurrency=plan.concurrency, within=600)
+    await wait_until(lambda: clock() - max(c.presence_at for c in clients) >= plan.quiet_s, within=120,
+                     what="presence quiet")
     gc.collect()
     gc.freeze()  # the connected clients are long-lived: keep the collector from rescanning them mid-run
     conn.send(("ready", {"connect_s": clock() - started}))
