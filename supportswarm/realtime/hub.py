@@ -11,8 +11,8 @@ after a maximum lifetime with a `reconnect` frame and close 4001 (Polar), which 
 `Hub.shutdown` does the same for every socket when the process stops.
 
 The hub knows sockets only through the small `Socket` protocol (`direct_socket` wraps Starlette's
-WebSocket), and no domain: what to send is decided by the endpoint that owns the connection. Web-only: workers publish
-through the broker and never touch sockets (STYLE.md C2).
+WebSocket), and no domain: what to send is decided by the endpoint that owns the connection.
+Web-only: workers publish through the broker and never touch sockets (STYLE.md C2).
 """
 
 from __future__ import annotations
