@@ -116,11 +116,15 @@ async def get_answer(answer_id: int) -> Answer:
 
 
 async def _log_first_response(question: Question, responder: User, at: datetime) -> None:
-    """The first answer, comment or swarm message by someone other than the asker."""
+    """The first answer, comment or swarm message by someone other than the asker. In the caller's
+    transaction, under the question's row lock: two first responses at once log one. FOR NO KEY UPDATE,
+    because the caller's rows that refer to the question hold a key-share lock on it, which FOR UPDATE
+    would wait on (two such callers deadlock)."""
     if responder.id == question.author_id:
         return
     from supportswarm.metrics.models import Event
 
+    await Question.select_for_update(no_key=True).get(id=question.id)
     if await Event.filter(kind=EventKind.FIRST_RESPONSE, question_id=question.id).exists():
         return
     await record_event(EventKind.FIRST_RESPONSE, actor_id=responder.id, question_id=question.id, at=at,
@@ -128,11 +132,9 @@ async def _log_first_response(question: Question, responder: User, at: datetime)
 
 
 async def record_response(question_id: int, responder: User, at: datetime | None = None) -> None:
-    """Log a response made elsewhere (a swarm message) as the question's first response if it is one. Under
-    the question's row lock, which answers take too: two first responses at once log one."""
+    """Log a response made elsewhere (a swarm message) as the question's first response if it is one."""
     async with in_transaction():
-        question = await Question.select_for_update().get(id=question_id)
-        await _log_first_response(question, responder, at or now())
+        await _log_first_response(await Question.get(id=question_id), responder, at or now())
 
 
 async def post_answer(

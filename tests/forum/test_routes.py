@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from supportswarm.accounts.models import User
 from supportswarm.forum import services
 from supportswarm.forum.models import Question
+from supportswarm.metrics.models import Event
 from tests.conftest import Actor
 
 QUESTION = {"title": "My card payment was declined twice", "body": "At the grocery store, **twice**.",
@@ -54,6 +57,13 @@ async def test_staff_can_accept_for_the_asker(make_user: Any) -> None:
     q = await ask(asker)
     answer = (await helper.post(f"/api/v1/questions/{q['id']}/answers", {"body": "Restart the app."})).json()
     assert (await staff.post(f"/api/v1/answers/{answer['id']}/accept")).status_code == 200
+
+
+async def test_first_comments_at_once_log_one_first_response(make_user: Any) -> None:
+    q = await ask(await make_user("asker"))
+    helpers = [await User.get(id=(await make_user(f"helper{i}")).user["id"]) for i in range(8)]
+    await asyncio.gather(*(services.post_comment(h, "Which card is it?", question_id=q["id"]) for h in helpers))
+    assert await Event.filter(kind="first_response", question_id=q["id"]).count() == 1
 
 
 async def test_votes_can_be_changed_and_withdrawn(make_user: Any) -> None:
